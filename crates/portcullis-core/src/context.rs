@@ -1,0 +1,244 @@
+//! Per-request context: who is calling, the request's secret nonce, the pseudonym vault,
+//! and the trace of every guard's verdict that the audit record is built from.
+
+use crate::finding::Finding;
+use hmac::{Hmac, Mac};
+use serde::Serialize;
+use sha2::Sha256;
+use std::time::Instant;
+
+/// The authenticated caller a request is charged to.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Principal {
+    /// Gateway key id (never the key itself).
+    pub key_id: String,
+    /// The user the key belongs to, or the end user a service key named.
+    pub user: String,
+    /// The team, when the key has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub team: Option<String>,
+    /// The named policy the key is bound to, when not the default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+    /// Set when a service key named this end user in the request's `user` field.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub end_user: Option<String>,
+}
+
+/// Which way text is flowing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    Input,
+    Output,
+}
+
+/// How a stage's verdict turned out, as recorded for audit and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Allow,
+    Flag,
+    Transform,
+    Block,
+    /// Monitor mode: the guard would have transformed; nothing was changed.
+    WouldTransform,
+    /// Monitor mode: the guard would have blocked; the request went on.
+    WouldBlock,
+    /// The guard could not decide and failed open.
+    ErrorOpen,
+    /// The guard could not decide and failed closed.
+    ErrorClosed,
+}
+
+/// One guard's verdict on one request (or stream window), for the audit record.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GuardRecord {
+    pub guard: String,
+    pub direction: Direction,
+    pub outcome: Outcome,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub findings: Vec<Finding>,
+    /// Parameters changed, as `name: before -> after`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub micros: u64,
+}
+
+/// Placeholders handed to the provider and the originals they stand for, for this request only.
+#[derive(Debug, Clone, Default)]
+pub struct Vault {
+    entries: Vec<(String, String)>,
+}
+
+impl Vault {
+    /// Records a placeholder (idempotent for the same placeholder).
+    pub fn remember(&mut self, placeholder: String, original: String) {
+        if !self.entries.iter().any(|(p, _)| *p == placeholder) {
+            self.entries.push((placeholder, original));
+        }
+    }
+
+    /// Whether anything needs restoring.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The placeholder already given to this original, so the same value keeps one name.
+    pub fn placeholder_for(&self, original: &str) -> Option<&str> {
+        self.entries
+            .iter()
+            .find(|(_, o)| o == original)
+            .map(|(p, _)| p.as_str())
+    }
+
+    /// Number of placeholders.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Puts the originals back into text the model wrote.
+    pub fn restore(&self, text: &str) -> String {
+        if self.entries.is_empty() || !text.contains('[') {
+            return text.to_owned();
+        }
+        let mut out = text.to_owned();
+        // Longest placeholders first so `[EMAIL_1]` never eats part of `[EMAIL_12]`.
+        let mut entries: Vec<&(String, String)> = self.entries.iter().collect();
+        entries.sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
+        for (p, o) in entries {
+            if out.contains(p.as_str()) {
+                out = out.replace(p.as_str(), o);
+            }
+        }
+        out
+    }
+
+    /// How many leading bytes of streamed text can be restored and sent now without cutting a
+    /// placeholder in half; the rest waits for the next chunk.
+    pub fn safe_prefix(&self, text: &str) -> usize {
+        const LONGEST: usize = 48;
+        if self.entries.is_empty() {
+            return text.len();
+        }
+        if let Some(open) = text.rfind('[') {
+            let tail = &text[open..];
+            if !tail.contains(']') && tail.len() < LONGEST {
+                let could_be = self.entries.iter().any(|(p, _)| p.starts_with(tail));
+                if could_be {
+                    return open;
+                }
+            }
+        }
+        text.len()
+    }
+}
+
+/// Everything a guard may know about the request it judges, plus what the pipeline records.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub request_id: String,
+    pub principal: Principal,
+    /// Named route or policy the request is served under (e.g. `rag`), when any.
+    pub route: Option<String>,
+    /// Per-request secret: boundaries and canaries derive from it, so clients cannot guess them.
+    nonce: [u8; 32],
+    pub vault: Vault,
+    pub trace: Vec<GuardRecord>,
+    pub started: Instant,
+}
+
+impl Context {
+    /// A fresh context with a random nonce.
+    pub fn new(request_id: impl Into<String>, principal: Principal) -> Self {
+        let mut nonce = [0u8; 32];
+        fill_random(&mut nonce);
+        Context {
+            request_id: request_id.into(),
+            principal,
+            route: None,
+            nonce,
+            vault: Vault::default(),
+            trace: Vec::new(),
+            started: Instant::now(),
+        }
+    }
+
+    /// A per-request secret token for `purpose` (boundary, canary, …): hex, `len` chars.
+    pub fn secret(&self, purpose: &str, len: usize) -> String {
+        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&self.nonce) else {
+            return String::new();
+        };
+        mac.update(purpose.as_bytes());
+        let mut s = hex::encode(mac.finalize().into_bytes());
+        s.truncate(len.min(64));
+        s
+    }
+
+    /// Every finding recorded so far, across guards.
+    pub fn findings(&self) -> impl Iterator<Item = &Finding> {
+        self.trace.iter().flat_map(|r| r.findings.iter())
+    }
+
+    /// Whether any stage blocked (or would have, in monitor mode).
+    pub fn outcomes(&self) -> impl Iterator<Item = Outcome> + '_ {
+        self.trace.iter().map(|r| r.outcome)
+    }
+}
+
+/// Fills `buf` from the OS generator. Should the OS refuse (it does not on Linux), fall back
+/// to hashing the clock rather than panic on the request path.
+fn fill_random(buf: &mut [u8]) {
+    if getrandom::fill(buf).is_err() {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        let d = <Sha256 as sha2::Digest>::digest(t.to_le_bytes());
+        for (b, x) in buf.iter_mut().zip(d.iter().cycle()) {
+            *b = *x;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vault_restores_longest_first() {
+        let mut v = Vault::default();
+        v.remember("[EMAIL_1]".into(), "a@x.io".into());
+        v.remember("[EMAIL_12]".into(), "b@x.io".into());
+        assert_eq!(
+            v.restore("mail [EMAIL_12] and [EMAIL_1]."),
+            "mail b@x.io and a@x.io."
+        );
+        assert_eq!(v.placeholder_for("a@x.io"), Some("[EMAIL_1]"));
+    }
+
+    #[test]
+    fn safe_prefix_holds_back_a_split_placeholder() {
+        let mut v = Vault::default();
+        v.remember("[PERSON_1]".into(), "Ada".into());
+        assert_eq!(v.safe_prefix("Hello [PERS"), 6);
+        assert_eq!(v.safe_prefix("Hello [PERSON_1] ok"), 19);
+        assert_eq!(
+            v.safe_prefix("array [0"),
+            8,
+            "brackets that cannot be placeholders pass"
+        );
+    }
+
+    #[test]
+    fn secrets_differ_per_request_and_purpose() {
+        let a = Context::new("r1", Principal::default());
+        let b = Context::new("r2", Principal::default());
+        assert_eq!(a.secret("boundary", 16).len(), 16);
+        assert_ne!(a.secret("boundary", 16), b.secret("boundary", 16));
+        assert_ne!(a.secret("boundary", 16), a.secret("canary", 16));
+        assert_eq!(a.secret("canary", 16), a.secret("canary", 16));
+    }
+}

@@ -1,0 +1,57 @@
+//! Small, stable, non-cryptographic hashing shared by the learned detectors: feature hashing
+//! and deterministic data splits must give the same numbers on every machine and every build,
+//! which `std`'s randomised hasher does not.
+
+const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+const PRIME: u64 = 0x100_0000_01b3;
+
+/// FNV-1a of `bytes`.
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes
+        .iter()
+        .fold(OFFSET, |h, b| (h ^ u64::from(*b)).wrapping_mul(PRIME))
+}
+
+/// FNV-1a over several parts, with a separator after each, so `("ab", "c")` and `("a", "bc")`
+/// hash differently (feature names are built from parts).
+pub fn fnv1a_parts(parts: &[&[u8]]) -> u64 {
+    parts.iter().fold(OFFSET, |h, p| {
+        let h = p
+            .iter()
+            .fold(h, |h, b| (h ^ u64::from(*b)).wrapping_mul(PRIME));
+        (h ^ 0xff).wrapping_mul(PRIME)
+    })
+}
+
+/// The name of the data set a file holds: its stem, or its folder for `…/<set>/data.jsonl`.
+pub fn dataset_name(path: &std::path::Path) -> String {
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if stem != "data" {
+        return stem;
+    }
+    path.parent()
+        .and_then(|d| d.file_name())
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or(stem)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_values_and_separated_parts() {
+        assert_eq!(fnv1a(b""), OFFSET);
+        assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_ne!(fnv1a_parts(&[b"ab", b"c"]), fnv1a_parts(&[b"a", b"bc"]));
+        let p = std::path::Path::new("../shared/data/xstest/data.jsonl");
+        assert_eq!(dataset_name(p), "xstest");
+        assert_eq!(
+            dataset_name(std::path::Path::new("m/openai_moderation.jsonl")),
+            "openai_moderation"
+        );
+    }
+}

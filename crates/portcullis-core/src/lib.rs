@@ -1,0 +1,36 @@
+//! Portcullis's pure logic: the OpenAI chat types, the guard contract, the pipeline that runs
+//! guards in order, text normalisation, and token counting. No sockets, no SQL — so a Rust
+//! program can embed the same checks the gateway runs.
+//!
+//! # Layout
+//! - [`chat`]: the request types, typed where the gateway governs and pass-through elsewhere.
+//! - [`segment`]: every piece of text in a request or answer, with where it lives.
+//! - [`guard`]: the [`Guard`] trait, [`Verdict`], [`Edit`].
+//! - [`pipeline`]: [`Pipeline`] and [`Stage`]: order, mode, failure policy, edits.
+//! - [`context`]: the per-request [`Context`]: principal, nonce, pseudonym vault, trace.
+//! - [`stream`]: windows over a streamed answer, so output guards can act before text is sent.
+//! - [`text`]: normalisation shared by detectors. [`tokens`]: real token counts.
+//! - [`hash`]: stable hashing for feature hashing and reproducible data splits.
+//! - [`error`]: [`ApiError`], the OpenAI-shaped error every refusal becomes.
+
+pub mod chat;
+pub mod context;
+pub mod error;
+pub mod finding;
+pub mod guard;
+pub mod hash;
+pub mod pipeline;
+pub mod segment;
+pub mod stream;
+
+pub mod text;
+pub mod tokens;
+
+pub use chat::{ChatRequest, Content, Message, Role, Usage};
+pub use context::{Context, Direction, GuardRecord, Outcome, Principal, Vault};
+pub use error::ApiError;
+pub use finding::Finding;
+pub use guard::{Action, Edit, Guard, GuardError, Input, Output, Verdict, Window};
+pub use pipeline::{FailureMode, Mode, Pipeline, Stage};
+pub use segment::{Location, Segment, Source};
+pub use stream::{Holdback, StreamScanner};

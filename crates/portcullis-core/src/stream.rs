@@ -1,0 +1,272 @@
+//! Windows over a streamed answer: text is held back just long enough for output guards to see
+//! a pattern that spans chunks and for split pseudonym placeholders to be restored whole, and
+//! released as soon as it is safe — the stream is never buffered whole.
+
+use crate::ChatRequest;
+use crate::context::Context;
+use crate::error::ApiError;
+use crate::guard::Window;
+use crate::pipeline::Pipeline;
+use crate::segment::{Segment, Source};
+
+/// How much already-sent text guards get as context, and how much unsent text is held back.
+#[derive(Debug, Clone, Copy)]
+pub struct Holdback {
+    /// Bytes of already-released text shown to guards as context.
+    pub context: usize,
+    /// Bytes kept back at the end of the unsent text so a pattern split across chunks is
+    /// still whole when a guard sees it.
+    pub tail: usize,
+}
+
+impl Default for Holdback {
+    fn default() -> Self {
+        Holdback {
+            context: 256,
+            tail: 96,
+        }
+    }
+}
+
+/// One choice's text on its way to the client.
+#[derive(Debug, Default, Clone)]
+struct Lane {
+    /// Released text kept for context (at most `context` bytes).
+    sent_tail: String,
+    /// Received, not yet released.
+    pending: String,
+    /// Total bytes released so far.
+    released: usize,
+}
+
+/// Scans a streamed answer choice by choice; feed it deltas, send what it returns.
+#[derive(Debug, Default)]
+pub struct StreamScanner {
+    lanes: Vec<Lane>,
+    hold: Holdback,
+}
+
+impl StreamScanner {
+    /// A scanner with the given holdback.
+    pub fn new(hold: Holdback) -> Self {
+        StreamScanner {
+            lanes: Vec::new(),
+            hold,
+        }
+    }
+
+    /// Whether any choice still holds unsent text.
+    pub fn has_pending(&self) -> bool {
+        self.lanes.iter().any(|l| !l.pending.is_empty())
+    }
+
+    /// Adds `delta` to choice `index` and returns the text that may be sent now (possibly
+    /// empty). `last` flushes everything for this choice. `Err` ends the stream.
+    pub async fn push(
+        &mut self,
+        index: usize,
+        delta: &str,
+        last: bool,
+        pipeline: &Pipeline,
+        req: &ChatRequest,
+        ctx: &mut Context,
+    ) -> Result<String, ApiError> {
+        if self.lanes.len() <= index {
+            self.lanes.resize_with(index + 1, Lane::default);
+        }
+        let hold = self.hold;
+        let lane = &mut self.lanes[index];
+        lane.pending.push_str(delta);
+        if lane.pending.is_empty() {
+            return Ok(String::new());
+        }
+        let guarded = pipeline.inspects_output();
+        // Judge only when there is enough new text to be worth it, or at the end.
+        if guarded && (last || lane.pending.len() > hold.tail) {
+            let mut window = [Segment::free(
+                format!("{}{}", lane.sent_tail, lane.pending),
+                Source::Output,
+            )];
+            let w = Window {
+                editable_from: lane.sent_tail.len(),
+                offset: lane.released - lane.sent_tail.len(),
+                last,
+            };
+            pipeline.run_output_window(req, &mut window, w, ctx).await?;
+            let [seg] = window;
+            let text = seg.text;
+            lane.pending = text.get(w.editable_from..).unwrap_or_default().to_owned();
+        }
+        let mut cut = if last {
+            lane.pending.len()
+        } else if guarded {
+            lane.pending.len().saturating_sub(hold.tail)
+        } else {
+            lane.pending.len()
+        };
+        if !last && !ctx.vault.is_empty() {
+            cut = cut.min(ctx.vault.safe_prefix(&lane.pending));
+        }
+        while !lane.pending.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        if cut == 0 {
+            return Ok(String::new());
+        }
+        let out: String = lane.pending.drain(..cut).collect();
+        lane.released += out.len();
+        lane.sent_tail.push_str(&out);
+        if lane.sent_tail.len() > hold.context {
+            let mut from = lane.sent_tail.len() - hold.context;
+            while !lane.sent_tail.is_char_boundary(from) {
+                from += 1;
+            }
+            lane.sent_tail.drain(..from);
+        }
+        Ok(if ctx.vault.is_empty() {
+            out
+        } else {
+            ctx.vault.restore(&out)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::context::Principal;
+    use crate::guard::{Guard, GuardError, Output, Verdict};
+    use crate::pipeline::Stage;
+    use crate::{ApiError, Edit, Finding};
+    use std::sync::Arc;
+
+    struct NoSecrets;
+
+    #[async_trait::async_trait]
+    impl Guard for NoSecrets {
+        fn name(&self) -> &str {
+            "no_secrets"
+        }
+        async fn check_output(
+            &self,
+            out: &Output<'_>,
+            _ctx: &Context,
+        ) -> Result<Verdict, GuardError> {
+            let w = out.window.map_or(0, |w| w.editable_from);
+            let mut edits = Vec::new();
+            for (i, s) in out.segments.iter().enumerate() {
+                if s.text.contains("FORBIDDEN") {
+                    return Ok(Verdict::block(
+                        ApiError::policy("output_blocked", "withheld"),
+                        vec![Finding::new("TEST", "no_secrets", 1.0)],
+                    ));
+                }
+                for (at, m) in s.text.match_indices("SECRET") {
+                    if at >= w {
+                        edits.push(Edit::Replace {
+                            segment: i,
+                            range: at..at + m.len(),
+                            with: "[X]".into(),
+                        });
+                    }
+                }
+            }
+            Ok(if edits.is_empty() {
+                Verdict::allow()
+            } else {
+                Verdict::transform(edits, vec![])
+            })
+        }
+    }
+
+    fn req() -> ChatRequest {
+        serde_json::from_str(r#"{"model":"m","messages":[]}"#).unwrap()
+    }
+
+    async fn run(
+        chunks: &[&str],
+        pipeline: &Pipeline,
+        ctx: &mut Context,
+    ) -> Result<String, ApiError> {
+        let mut s = StreamScanner::new(Holdback {
+            context: 32,
+            tail: 8,
+        });
+        let r = req();
+        let mut out = String::new();
+        for (i, c) in chunks.iter().enumerate() {
+            out += &s
+                .push(0, c, i + 1 == chunks.len(), pipeline, &r, ctx)
+                .await?;
+        }
+        assert!(!s.has_pending());
+        Ok(out)
+    }
+
+    #[tokio::test]
+    async fn a_pattern_split_across_chunks_is_still_edited() {
+        let p = Pipeline::new(vec![], vec![Stage::new(Arc::new(NoSecrets))]);
+        let mut ctx = Context::new("r", Principal::default());
+        let out = run(
+            &[
+                "the SEC",
+                "RET is ",
+                "here, and more text follows SE",
+                "CRET.",
+            ],
+            &p,
+            &mut ctx,
+        )
+        .await
+        .unwrap();
+        assert_eq!(out, "the [X] is here, and more text follows [X].");
+    }
+
+    #[tokio::test]
+    async fn a_block_ends_the_stream() {
+        let p = Pipeline::new(vec![], vec![Stage::new(Arc::new(NoSecrets))]);
+        let mut ctx = Context::new("r", Principal::default());
+        let err = run(&["fine text ", "FORBID", "DEN"], &p, &mut ctx)
+            .await
+            .unwrap_err();
+        assert_eq!(err.status, 403);
+    }
+
+    #[tokio::test]
+    async fn split_placeholders_are_restored_whole_without_guards() {
+        let p = Pipeline::default();
+        let mut ctx = Context::new("r", Principal::default());
+        ctx.vault
+            .remember("[EMAIL_1]".into(), "ann@example.com".into());
+        let mut s = StreamScanner::default();
+        let r = req();
+        let a = s
+            .push(0, "write to [EMA", false, &p, &r, &mut ctx)
+            .await
+            .unwrap();
+        assert_eq!(a, "write to ");
+        let b = s
+            .push(0, "IL_1] today", false, &p, &r, &mut ctx)
+            .await
+            .unwrap();
+        assert_eq!(b, "ann@example.com today");
+        let c = s.push(0, "", true, &p, &r, &mut ctx).await.unwrap();
+        assert_eq!(c, "");
+    }
+
+    #[tokio::test]
+    async fn unguarded_text_passes_at_once() {
+        let p = Pipeline::default();
+        let mut ctx = Context::new("r", Principal::default());
+        let mut s = StreamScanner::default();
+        let r = req();
+        assert_eq!(
+            s.push(0, "héllo", false, &p, &r, &mut ctx).await.unwrap(),
+            "héllo"
+        );
+        assert_eq!(
+            s.push(1, "two", false, &p, &r, &mut ctx).await.unwrap(),
+            "two"
+        );
+    }
+}

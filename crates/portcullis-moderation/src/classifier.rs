@@ -1,0 +1,276 @@
+//! The local moderation classifier: one-vs-rest logistic regression over hashed word
+//! uni/bi-grams, character 4-grams (robust to misspellings and not English-only) and a
+//! profanity-lexicon feature. Weights are trained by `portcullis train moderation` and
+//! embedded; inference is allocation-light and well under a millisecond per message.
+
+use portcullis_core::hash::fnv1a_parts;
+use std::collections::HashSet;
+use std::sync::OnceLock;
+
+/// Feature space size (hashed).
+pub const DIMS: usize = 1 << 17;
+
+/// The heads: whether to flag at all, then OpenAI's main categories.
+pub const HEADS: [&str; 9] = [
+    "flagged",
+    "harassment",
+    "hate",
+    "illicit",
+    "self-harm",
+    "sexual",
+    "sexual/minors",
+    "violence",
+    "violence/graphic",
+];
+
+/// Trained weights and the decision threshold of the `flagged` head.
+#[derive(Debug, Clone)]
+pub struct Model {
+    /// `HEADS.len()` rows of `DIMS` weights.
+    pub weights: Vec<Vec<f32>>,
+    pub bias: Vec<f32>,
+    pub threshold: f32,
+}
+
+/// One message's scores, per head, in [0, 1].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scores {
+    pub flagged: f32,
+    pub categories: Vec<(&'static str, f32)>,
+}
+
+fn lexicon() -> &'static (HashSet<String>, HashSet<String>) {
+    static L: OnceLock<(HashSet<String>, HashSet<String>)> = OnceLock::new();
+    L.get_or_init(|| {
+        let mut words = HashSet::new();
+        let mut phrases = HashSet::new();
+        for line in include_str!("../model/profanity_wordlist.txt").lines() {
+            let w = line.trim().to_lowercase();
+            if w.is_empty() {
+                continue;
+            }
+            if w.contains(' ') {
+                phrases.insert(w);
+            } else {
+                words.insert(w);
+            }
+        }
+        (words, phrases)
+    })
+}
+
+/// Lower-cased words of `text` after folding hidden characters and compatibility forms.
+pub fn words(text: &str) -> Vec<String> {
+    let n = portcullis_core::text::normalize(text);
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    for c in n.text.chars() {
+        if c.is_alphanumeric() || c == '\'' {
+            cur.extend(c.to_lowercase());
+        } else if !cur.is_empty() {
+            out.push(std::mem::take(&mut cur));
+        }
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+/// The hashed feature indices of `text` (deduplicated, sorted).
+pub fn features(text: &str) -> Vec<u32> {
+    let ws = words(text);
+    let mut f: Vec<u32> = Vec::with_capacity(ws.len() * 8 + 4);
+    let idx = |h: u64| (h % DIMS as u64) as u32;
+    let (lex_words, lex_phrases) = lexicon();
+    let mut lex_hits = 0;
+    for (i, w) in ws.iter().enumerate() {
+        f.push(idx(fnv1a_parts(&[b"w", w.as_bytes()])));
+        if let Some(next) = ws.get(i + 1) {
+            f.push(idx(fnv1a_parts(&[b"b", w.as_bytes(), next.as_bytes()])));
+            let pair = format!("{w} {next}");
+            if lex_phrases.contains(&pair) {
+                lex_hits += 1;
+            }
+        }
+        if lex_words.contains(w.as_str()) {
+            lex_hits += 1;
+        }
+        let padded: Vec<char> = std::iter::once(' ')
+            .chain(w.chars())
+            .chain(std::iter::once(' '))
+            .collect();
+        if padded.len() >= 4 {
+            for g in padded.windows(4) {
+                let s: String = g.iter().collect();
+                f.push(idx(fnv1a_parts(&[b"c", s.as_bytes()])));
+            }
+        }
+    }
+    let lex_bucket: &[u8] = match lex_hits {
+        0 => b"0",
+        1 => b"1",
+        2 | 3 => b"2",
+        _ => b"4",
+    };
+    f.push(idx(fnv1a_parts(&[b"lex", lex_bucket])));
+    let len_bucket: &[u8] = match ws.len() {
+        0..=5 => b"xs",
+        6..=20 => b"s",
+        21..=80 => b"m",
+        _ => b"l",
+    };
+    f.push(idx(fnv1a_parts(&[b"len", len_bucket])));
+    f.sort_unstable();
+    f.dedup();
+    f
+}
+
+fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+impl Model {
+    /// An untrained model (all zero).
+    pub fn zeros() -> Model {
+        Model {
+            weights: vec![vec![0.0; DIMS]; HEADS.len()],
+            bias: vec![0.0; HEADS.len()],
+            threshold: 0.5,
+        }
+    }
+
+    /// Raw logit of head `h` for features `f`.
+    pub fn logit(&self, h: usize, f: &[u32]) -> f32 {
+        let w = &self.weights[h];
+        let norm = 1.0 / (f.len().max(1) as f32).sqrt();
+        self.bias[h] + f.iter().map(|i| w[*i as usize]).sum::<f32>() * norm
+    }
+
+    /// Scores of every head for `text`.
+    pub fn score(&self, text: &str) -> Scores {
+        let f = features(text);
+        let flagged = sigmoid(self.logit(0, &f));
+        let categories = (1..HEADS.len())
+            .map(|h| (HEADS[h], sigmoid(self.logit(h, &f))))
+            .collect();
+        Scores {
+            flagged,
+            categories,
+        }
+    }
+
+    /// Serialises to the embedded format: magic, threshold, biases, then i16 weights with one
+    /// scale per head (little-endian).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = b"PCMOD1\0\0".to_vec();
+        out.extend_from_slice(&(DIMS as u32).to_le_bytes());
+        out.extend_from_slice(&(HEADS.len() as u32).to_le_bytes());
+        out.extend_from_slice(&self.threshold.to_le_bytes());
+        for h in 0..HEADS.len() {
+            let max = self.weights[h]
+                .iter()
+                .fold(0f32, |m, w| m.max(w.abs()))
+                .max(1e-9);
+            let scale = max / i16::MAX as f32;
+            out.extend_from_slice(&self.bias[h].to_le_bytes());
+            out.extend_from_slice(&scale.to_le_bytes());
+            for w in &self.weights[h] {
+                out.extend_from_slice(&((w / scale).round() as i16).to_le_bytes());
+            }
+        }
+        out
+    }
+
+    /// Reads [`Model::to_bytes`] output.
+    pub fn from_bytes(b: &[u8]) -> Option<Model> {
+        let rd4 = |at: usize| -> Option<[u8; 4]> { b.get(at..at + 4)?.try_into().ok() };
+        if b.get(..8)? != b"PCMOD1\0\0" {
+            return None;
+        }
+        let dims = u32::from_le_bytes(rd4(8)?) as usize;
+        let heads = u32::from_le_bytes(rd4(12)?) as usize;
+        if dims != DIMS || heads != HEADS.len() {
+            return None;
+        }
+        let threshold = f32::from_le_bytes(rd4(16)?);
+        let mut at = 20;
+        let mut m = Model::zeros();
+        m.threshold = threshold;
+        for h in 0..heads {
+            m.bias[h] = f32::from_le_bytes(rd4(at)?);
+            let scale = f32::from_le_bytes(rd4(at + 4)?);
+            at += 8;
+            let raw = b.get(at..at + dims * 2)?;
+            for (i, c) in raw.chunks_exact(2).enumerate() {
+                m.weights[h][i] = i16::from_le_bytes([c[0], c[1]]) as f32 * scale;
+            }
+            at += dims * 2;
+        }
+        Some(m)
+    }
+
+    /// The model the build embeds (`model/moderation.bin`), loaded once.
+    pub fn builtin() -> &'static Model {
+        static M: OnceLock<Model> = OnceLock::new();
+        M.get_or_init(|| {
+            Model::from_bytes(include_bytes!("../model/moderation.bin"))
+                .unwrap_or_else(Model::zeros)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn features_survive_hidden_characters_and_case() {
+        assert_eq!(
+            features("You are an IDIOT"),
+            features("you are an id\u{200b}iot")
+        );
+        assert_ne!(features("you are kind"), features("you are an idiot"));
+    }
+
+    #[test]
+    fn weights_round_trip() {
+        let mut m = Model::zeros();
+        m.weights[3][17] = 0.75;
+        m.weights[3][18] = -1.5;
+        m.bias[2] = 0.25;
+        m.threshold = 0.6;
+        let back = Model::from_bytes(&m.to_bytes()).unwrap();
+        assert!((back.weights[3][17] - 0.75).abs() < 1e-3);
+        assert!((back.weights[3][18] + 1.5).abs() < 1e-3);
+        assert_eq!((back.bias[2], back.threshold), (0.25, 0.6));
+        assert!(Model::from_bytes(b"garbage").is_none());
+    }
+
+    #[test]
+    fn the_shipped_model_separates_obvious_cases() {
+        let m = Model::builtin();
+        let toxic = [
+            "I will kill you and your whole family, you worthless piece of shit",
+            "all of those people are subhuman vermin and should be exterminated",
+        ];
+        let fine = [
+            "How do I kill a Python process that hangs?",
+            "What is a good recipe for banana bread?",
+            "Can you summarise this article about renewable energy?",
+        ];
+        let lowest_toxic = toxic
+            .iter()
+            .map(|t| m.score(t).flagged)
+            .fold(1.0f32, f32::min);
+        for t in fine {
+            let s = m.score(t).flagged;
+            assert!(s < m.threshold, "should pass: {t} ({s})");
+            assert!(
+                s < lowest_toxic,
+                "should rank below the toxic examples: {t} ({s})"
+            );
+        }
+        assert!(m.score("How can I make a bomb to kill people").flagged >= m.threshold);
+    }
+}

@@ -1,0 +1,203 @@
+//! Gateway keys: `pk-` + 256 random bits, shown once, stored only as a SHA-256 hash, compared
+//! in constant time, and cached briefly because authentication sits on every request.
+
+use crate::{Store, StoreError, now_ms, random_bytes};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+use std::collections::HashMap;
+use std::sync::RwLock;
+use std::time::{Duration, Instant};
+use subtle::ConstantTimeEq;
+
+/// How long a successful authentication is trusted without asking the database again. A
+/// revocation made by another process takes effect within this time.
+pub const CACHE_TTL: Duration = Duration::from_secs(5);
+
+/// What to create.
+#[derive(Debug, Clone, Default)]
+pub struct NewKey {
+    pub user: String,
+    pub team: Option<String>,
+    /// May name the end user in the request's `user` field.
+    pub service: bool,
+    /// Limits and budgets attached to the key (opaque JSON owned by the gateway).
+    pub limits: serde_json::Value,
+}
+
+/// A new key: the secret exists only here, once.
+#[derive(Debug, Clone)]
+pub struct CreatedKey {
+    pub id: String,
+    pub secret: String,
+}
+
+/// A stored key (never its secret).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyRecord {
+    pub id: String,
+    /// The first characters of the secret, to recognise a key in lists.
+    pub prefix: String,
+    pub user: String,
+    pub team: Option<String>,
+    pub service: bool,
+    pub limits: serde_json::Value,
+    pub created_ms: i64,
+    pub revoked: bool,
+}
+
+#[derive(Default)]
+pub(crate) struct Cache {
+    entries: RwLock<HashMap<[u8; 32], (KeyRecord, Instant)>>,
+}
+
+fn hash(secret: &str) -> [u8; 32] {
+    Sha256::digest(secret.as_bytes()).into()
+}
+
+const ALPHABET: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+fn base62(bytes: &[u8]) -> String {
+    // Rejection-free mapping is fine here: 48 bytes of entropy over 62 symbols keeps > 256 bits.
+    bytes
+        .iter()
+        .map(|b| ALPHABET[(*b as usize) % 62] as char)
+        .collect()
+}
+
+fn record(row: &sqlx::any::AnyRow) -> Result<KeyRecord, StoreError> {
+    let limits: String = row.try_get("limits")?;
+    Ok(KeyRecord {
+        id: row.try_get("id")?,
+        prefix: row.try_get("prefix")?,
+        user: row.try_get("user_name")?,
+        team: row.try_get("team")?,
+        service: row.try_get::<i64, _>("service")? != 0,
+        limits: serde_json::from_str(&limits).map_err(|e| StoreError::Data(e.to_string()))?,
+        created_ms: row.try_get("created_ms")?,
+        revoked: row.try_get::<Option<i64>, _>("revoked_ms")?.is_some(),
+    })
+}
+
+const COLUMNS: &str = "id, hash, prefix, user_name, team, service, limits, created_ms, revoked_ms";
+
+impl Store {
+    /// Creates a key for `new`; the returned secret is not stored anywhere.
+    pub async fn create_key(&self, new: NewKey) -> Result<CreatedKey, StoreError> {
+        let secret = format!("pk-{}", base62(&random_bytes::<48>()));
+        let id = format!("key_{}", hex::encode(random_bytes::<8>()));
+        let limits = if new.limits.is_null() {
+            "{}".to_owned()
+        } else {
+            new.limits.to_string()
+        };
+        sqlx::query(
+            "INSERT INTO keys (id, hash, prefix, user_name, team, service, limits, created_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&id)
+        .bind(hex::encode(hash(&secret)))
+        .bind(secret[..10].to_owned())
+        .bind(&new.user)
+        .bind(new.team.clone())
+        .bind(i64::from(new.service))
+        .bind(limits)
+        .bind(now_ms())
+        .execute(self.pool())
+        .await?;
+        Ok(CreatedKey { id, secret })
+    }
+
+    /// The live key a secret belongs to; `None` for unknown or revoked keys.
+    pub async fn authenticate(&self, secret: &str) -> Result<Option<KeyRecord>, StoreError> {
+        let h = hash(secret);
+        if let Ok(cache) = self.keys.entries.read()
+            && let Some((rec, at)) = cache.get(&h)
+            && at.elapsed() < CACHE_TTL
+        {
+            return Ok(Some(rec.clone()));
+        }
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM keys WHERE hash = $1"))
+            .bind(hex::encode(h))
+            .fetch_optional(self.pool())
+            .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let stored: String = row.try_get("hash")?;
+        let stored = hex::decode(stored).map_err(|e| StoreError::Data(e.to_string()))?;
+        if !bool::from(stored.as_slice().ct_eq(&h)) {
+            return Ok(None);
+        }
+        let rec = record(&row)?;
+        if rec.revoked {
+            return Ok(None);
+        }
+        if let Ok(mut cache) = self.keys.entries.write() {
+            if cache.len() > 100_000 {
+                cache.clear();
+            }
+            cache.insert(h, (rec.clone(), Instant::now()));
+        }
+        Ok(Some(rec))
+    }
+
+    /// Every key, newest first.
+    pub async fn list_keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM keys ORDER BY created_ms DESC, id"
+        ))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(record).collect()
+    }
+
+    /// One key by id.
+    pub async fn get_key(&self, id: &str) -> Result<KeyRecord, StoreError> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM keys WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref()
+            .map(record)
+            .transpose()?
+            .ok_or_else(|| StoreError::NoSuchKey(id.to_owned()))
+    }
+
+    /// Revokes a key by id; this process forgets it at once, others within [`CACHE_TTL`].
+    pub async fn revoke_key(&self, id: &str) -> Result<(), StoreError> {
+        let done =
+            sqlx::query("UPDATE keys SET revoked_ms = $1 WHERE id = $2 AND revoked_ms IS NULL")
+                .bind(now_ms())
+                .bind(id)
+                .execute(self.pool())
+                .await?;
+        if done.rows_affected() == 0 {
+            self.get_key(id).await?;
+        }
+        if let Ok(mut cache) = self.keys.entries.write() {
+            cache.retain(|_, (rec, _)| rec.id != id);
+        }
+        Ok(())
+    }
+
+    /// Replaces the limits and budgets attached to a key.
+    pub async fn update_key_limits(
+        &self,
+        id: &str,
+        limits: &serde_json::Value,
+    ) -> Result<(), StoreError> {
+        let done = sqlx::query("UPDATE keys SET limits = $1 WHERE id = $2")
+            .bind(limits.to_string())
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NoSuchKey(id.to_owned()));
+        }
+        if let Ok(mut cache) = self.keys.entries.write() {
+            cache.retain(|_, (rec, _)| rec.id != id);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,285 @@
+//! Portcullis's durable state — gateway keys, the audit log, the spend ledger — behind one
+//! handle with two backends chosen by URL: SQLite (embedded default, nothing to install) and
+//! PostgreSQL (shared by replicas). One SQL dialect serves both (`$n` parameters, `ON CONFLICT`),
+//! so there is one implementation to test, and the same suite runs against each.
+//!
+//! # Layout
+//! - [`open`] / [`Store`]: connection, migrations, schema isolation (`?schema=NAME` on PostgreSQL).
+//! - [`keys`]: `pk-…` keys stored as SHA-256 hashes, a short authentication cache.
+//! - [`audit`]: records, queries, the tamper-evident digest chain, the spooling [`AuditWriter`].
+//! - [`ledger`]: spend per request, totals per scope and period, reports.
+
+pub mod audit;
+pub mod keys;
+pub mod ledger;
+
+pub use audit::{AuditFilter, AuditRecord, AuditWriter, SpoolConfig};
+pub use keys::{CreatedKey, KeyRecord, NewKey};
+pub use ledger::{GroupBy, SpendEntry, SpendRow, SpendScope};
+
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::{AnyPool, Executor};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What went wrong with the store, said so that an operator can act on it.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("unsupported store URL '{0}': use sqlite://FILE or postgres://…")]
+    Url(String),
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("no key with id '{0}'")]
+    NoSuchKey(String),
+    #[error("spool I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("bad stored data: {0}")]
+    Data(String),
+}
+
+/// Which database a store talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A cheap-to-clone handle to the store.
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+    keys: Arc<keys::Cache>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.backend)
+            .finish()
+    }
+}
+
+const MIGRATION: &str = r#"
+CREATE TABLE IF NOT EXISTS keys (
+    id TEXT PRIMARY KEY,
+    hash TEXT NOT NULL UNIQUE,
+    prefix TEXT NOT NULL,
+    user_name TEXT NOT NULL,
+    team TEXT,
+    service BIGINT NOT NULL DEFAULT 0,
+    limits TEXT NOT NULL DEFAULT '{}',
+    created_ms BIGINT NOT NULL,
+    revoked_ms BIGINT
+);
+CREATE TABLE IF NOT EXISTS audit (
+    seq_id TEXT PRIMARY KEY,
+    request_id TEXT NOT NULL,
+    time_ms BIGINT NOT NULL,
+    key_id TEXT,
+    user_name TEXT,
+    team TEXT,
+    model TEXT,
+    route TEXT,
+    status BIGINT NOT NULL,
+    outcome TEXT NOT NULL,
+    error_code TEXT,
+    prompt_tokens BIGINT NOT NULL DEFAULT 0,
+    completion_tokens BIGINT NOT NULL DEFAULT 0,
+    cached_tokens BIGINT NOT NULL DEFAULT 0,
+    cost_micros BIGINT NOT NULL DEFAULT 0,
+    latency_ms BIGINT NOT NULL DEFAULT 0,
+    upstream_ms BIGINT,
+    stream BIGINT NOT NULL DEFAULT 0,
+    verdicts TEXT NOT NULL DEFAULT '[]',
+    digest TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_time ON audit (time_ms);
+CREATE INDEX IF NOT EXISTS audit_user ON audit (user_name, time_ms);
+CREATE TABLE IF NOT EXISTS spend (
+    request_id TEXT PRIMARY KEY,
+    time_ms BIGINT NOT NULL,
+    key_id TEXT,
+    user_name TEXT,
+    team TEXT,
+    model TEXT,
+    cost_micros BIGINT NOT NULL,
+    prompt_tokens BIGINT NOT NULL DEFAULT 0,
+    completion_tokens BIGINT NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS spend_key ON spend (key_id, time_ms);
+CREATE INDEX IF NOT EXISTS spend_user ON spend (user_name, time_ms);
+CREATE INDEX IF NOT EXISTS spend_team ON spend (team, time_ms);
+CREATE INDEX IF NOT EXISTS spend_time ON spend (time_ms);
+"#;
+
+/// Splits `?schema=NAME` off a PostgreSQL URL.
+fn split_schema(url: &str) -> (String, Option<String>) {
+    let Some((base, query)) = url.split_once('?') else {
+        return (url.to_owned(), None);
+    };
+    let mut schema = None;
+    let rest: Vec<&str> = query
+        .split('&')
+        .filter(|kv| match kv.strip_prefix("schema=") {
+            Some(s) => {
+                schema = Some(s.to_owned());
+                false
+            }
+            None => true,
+        })
+        .collect();
+    let url = if rest.is_empty() {
+        base.to_owned()
+    } else {
+        format!("{base}?{}", rest.join("&"))
+    };
+    (url, schema)
+}
+
+fn valid_ident(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !s.starts_with(|c: char| c.is_ascii_digit())
+}
+
+/// Opens the store at `url`, creating tables (and the PostgreSQL schema) if needed.
+pub async fn open(url: &str) -> Result<Store, StoreError> {
+    install_default_drivers();
+    let (backend, url, schema) = if let Some(path) = url.strip_prefix("sqlite://") {
+        let url = if path == ":memory:" || path.is_empty() {
+            "sqlite::memory:".to_owned()
+        } else if path.contains('?') {
+            format!("sqlite://{path}")
+        } else {
+            format!("sqlite://{path}?mode=rwc")
+        };
+        (Backend::Sqlite, url, None)
+    } else if url.starts_with("sqlite:") {
+        (Backend::Sqlite, url.to_owned(), None)
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let (u, s) = split_schema(url);
+        if let Some(s) = &s
+            && !valid_ident(s)
+        {
+            return Err(StoreError::Url(format!(
+                "{url} (schema must be letters, digits, _)"
+            )));
+        }
+        (Backend::Postgres, u, s)
+    } else {
+        return Err(StoreError::Url(url.to_owned()));
+    };
+    let mut opts = AnyPoolOptions::new()
+        .acquire_timeout(Duration::from_secs(5))
+        .max_connections(if backend == Backend::Sqlite { 4 } else { 16 });
+    if backend == Backend::Sqlite {
+        opts = opts.after_connect(|conn, _| {
+            Box::pin(async move {
+                conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;")
+                    .await?;
+                Ok(())
+            })
+        });
+    }
+    if let Some(schema) = schema.clone() {
+        // Create the schema with a plain connection first, then pin every pooled connection to it.
+        let boot = AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(&url)
+            .await?;
+        boot.execute(format!("CREATE SCHEMA IF NOT EXISTS {schema}").as_str())
+            .await?;
+        boot.close().await;
+        opts = opts.after_connect(move |conn, _| {
+            let schema = schema.clone();
+            Box::pin(async move {
+                conn.execute(format!("SET search_path TO {schema}").as_str())
+                    .await?;
+                Ok(())
+            })
+        });
+    }
+    let pool = opts.connect(&url).await?;
+    for stmt in MIGRATION
+        .split(';')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        pool.execute(stmt).await?;
+    }
+    Ok(Store {
+        pool,
+        backend,
+        keys: Arc::new(keys::Cache::default()),
+    })
+}
+
+impl Store {
+    /// Which backend this is.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Whether the database answers (for `/readyz`).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Closes the pool.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// `n` random bytes from the OS.
+pub(crate) fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    if getrandom::fill(&mut b).is_err() {
+        // The OS RNG never fails on supported platforms; fall back to time-derived bytes
+        // rather than panic, and hash them so they are at least unpredictable-looking.
+        use sha2::Digest;
+        let h = sha2::Sha256::digest(now_ms().to_le_bytes());
+        for (i, x) in b.iter_mut().enumerate() {
+            *x = h[i % 32];
+        }
+    }
+    b
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_is_split_off_postgres_urls() {
+        assert_eq!(
+            split_schema("postgres://h/test?schema=x_1"),
+            ("postgres://h/test".into(), Some("x_1".into()))
+        );
+        assert_eq!(
+            split_schema("postgres://h/test?sslmode=disable&schema=s"),
+            ("postgres://h/test?sslmode=disable".into(), Some("s".into()))
+        );
+        assert_eq!(
+            split_schema("postgres://h/test"),
+            ("postgres://h/test".into(), None)
+        );
+        assert!(valid_ident("portcullis_test_1"));
+        assert!(!valid_ident("x; DROP TABLE keys"));
+    }
+}

@@ -1,0 +1,466 @@
+//! The gateway's configuration: one TOML file, every setting defaulted so that no file is
+//! needed, validated at start-up with errors that name the file, the key and the problem.
+
+use portcullis_core::{FailureMode, Mode};
+use portcullis_guards::{ParamsConfig, SizeConfig};
+use portcullis_limits::{FailMode, Limits, Price, UnknownModel};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// A configuration problem, said so that the user can fix it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {key}: {message}")]
+    Invalid {
+        path: String,
+        key: String,
+        message: String,
+    },
+}
+
+impl ConfigError {
+    /// A semantic problem found after parsing.
+    pub fn invalid(path: &str, key: &str, message: impl Into<String>) -> Self {
+        ConfigError::Invalid {
+            path: path.to_owned(),
+            key: key.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The whole file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub upstream: UpstreamConfig,
+    pub store: StoreConfig,
+    pub limits: LimitsConfig,
+    pub pricing: PricingConfig,
+    pub pipeline: PipelineConfig,
+    pub size: Section<SizeConfig>,
+    pub params: Section<ParamsConfig>,
+    pub pii: Section<toml::Table>,
+    pub injection: Section<portcullis_injection::InjectionConfig>,
+    pub spotlight: Section<portcullis_injection::SpotlightConfig>,
+    pub canary: Section<portcullis_injection::CanaryConfig>,
+    pub moderation: Section<portcullis_moderation::ModerationConfig>,
+    /// Where the config came from, for messages (`<defaults>` when no file).
+    #[serde(skip)]
+    pub source: String,
+}
+
+/// `[server]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: String,
+    /// Largest request body accepted (bytes); bigger bodies get 413.
+    pub max_body_bytes: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "127.0.0.1:8787".into(),
+            max_body_bytes: 4 * 1024 * 1024,
+        }
+    }
+}
+
+/// `[upstream]`: the provider the gateway forwards to.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamConfig {
+    /// OpenAI-compatible base URL, including `/v1`.
+    pub base_url: String,
+    /// Environment variable holding the provider key (never sent to clients).
+    pub api_key_env: String,
+    /// Serve the built-in deterministic model instead of calling a provider.
+    pub mock: bool,
+    /// Whole-request timeout in seconds (long generations stream for minutes).
+    pub timeout_s: u64,
+    /// Connection timeout in seconds.
+    pub connect_timeout_s: u64,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        UpstreamConfig {
+            base_url: "https://api.openai.com/v1".into(),
+            api_key_env: "OPENAI_API_KEY".into(),
+            mock: false,
+            timeout_s: 600,
+            connect_timeout_s: 10,
+        }
+    }
+}
+
+/// `[store]`: keys, audit log and spend ledger.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `sqlite://FILE` (embedded default) or `postgres://…`.
+    pub url: String,
+    /// Where audit records wait when the store is unreachable.
+    pub spool_dir: String,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            url: "sqlite://portcullis.db".into(),
+            spool_dir: "portcullis-spool".into(),
+        }
+    }
+}
+
+/// `[limits]`: where rate-limit state lives, and the limits and budgets of keys, end users,
+/// teams and the whole gateway. A key's own limits (set by `keys create --rpm …`) override
+/// `per_key`; a named user's or team's section overrides `per_user`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// `memory://` (one process) or `redis://…` (shared by replicas).
+    pub url: String,
+    /// Prefix of every Redis key, so several gateways can share one Redis.
+    pub prefix: String,
+    /// When the limits backend or the ledger cannot be reached.
+    pub on_error: FailMode,
+    /// Output tokens reserved for a request that sets no `max_tokens`.
+    pub default_max_tokens: u64,
+    /// Fraction of a budget at which an alert is raised (once per period).
+    pub soft_budget: f64,
+    pub per_key: Policy,
+    pub per_user: Policy,
+    pub users: BTreeMap<String, Policy>,
+    pub teams: BTreeMap<String, Policy>,
+    pub global: Policy,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            url: "memory://".into(),
+            prefix: "portcullis".into(),
+            on_error: FailMode::FailOpen,
+            default_max_tokens: 4096,
+            soft_budget: 0.8,
+            per_key: Policy::default(),
+            per_user: Policy::default(),
+            users: BTreeMap::new(),
+            teams: BTreeMap::new(),
+            global: Policy::default(),
+        }
+    }
+}
+
+/// Limits and money budgets for one scope; unset means unlimited.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Policy {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rpm: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tpm: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tph: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tpd: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_parallel: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget_daily_usd: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget_monthly_usd: Option<f64>,
+}
+
+impl Policy {
+    /// Whether nothing is limited.
+    pub fn is_empty(&self) -> bool {
+        *self == Policy::default()
+    }
+
+    /// Fields of `self`, falling back to `other` where unset.
+    pub fn or(self, other: &Policy) -> Policy {
+        Policy {
+            rpm: self.rpm.or(other.rpm),
+            tpm: self.tpm.or(other.tpm),
+            tph: self.tph.or(other.tph),
+            tpd: self.tpd.or(other.tpd),
+            max_parallel: self.max_parallel.or(other.max_parallel),
+            budget_daily_usd: self.budget_daily_usd.or(other.budget_daily_usd),
+            budget_monthly_usd: self.budget_monthly_usd.or(other.budget_monthly_usd),
+        }
+    }
+
+    /// The rate and concurrency part.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            rpm: self.rpm,
+            tpm: self.tpm,
+            tph: self.tph,
+            tpd: self.tpd,
+            max_parallel: self.max_parallel,
+        }
+    }
+}
+
+/// `[pricing]`: the built-in price table's overrides.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PricingConfig {
+    /// Extra or corrected models, USD per million tokens.
+    pub models: BTreeMap<String, Price>,
+    /// Price for models the table does not know.
+    pub default: Option<Price>,
+    /// `default` (price unknown models at `default`) or `refuse`.
+    pub unknown_model: UnknownModel,
+}
+
+/// `[pipeline]`: the order guards run in. Names are the guard sections of this file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineConfig {
+    pub input: Vec<String>,
+    pub output: Vec<String>,
+}
+
+/// Guards that can judge requests.
+pub const INPUT_GUARDS: [&str; 7] = [
+    "size",
+    "params",
+    "pii",
+    "injection",
+    "moderation",
+    "spotlight",
+    "canary",
+];
+/// Guards that can judge answers.
+pub const OUTPUT_GUARDS: [&str; 3] = ["moderation", "pii", "canary"];
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            input: INPUT_GUARDS.iter().map(|s| s.to_string()).collect(),
+            output: OUTPUT_GUARDS.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+}
+
+/// A guard's section: how the pipeline runs it, plus the guard's own settings.
+#[derive(Debug, Clone)]
+pub struct Section<T> {
+    /// `enforce`, `monitor` (record what it would do) or `off`.
+    pub mode: Mode,
+    /// What happens when the guard cannot decide (provider down, timeout).
+    pub on_error: FailureMode,
+    /// Longest the guard may take, in milliseconds.
+    pub timeout_ms: Option<u64>,
+    pub config: T,
+}
+
+// Hand-written rather than `#[serde(flatten)]`, which would silently accept misspelt keys.
+impl<'de, T: serde::de::DeserializeOwned> Deserialize<'de> for Section<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let mut table = toml::Table::deserialize(d)?;
+        fn take<E: Error, V: serde::de::DeserializeOwned>(
+            t: &mut toml::Table,
+            key: &str,
+        ) -> Result<Option<V>, E> {
+            t.remove(key)
+                .map(|v| {
+                    v.try_into()
+                        .map_err(|e: toml::de::Error| E::custom(format!("{key}: {}", e.message())))
+                })
+                .transpose()
+        }
+        let mode = take::<D::Error, Mode>(&mut table, "mode")?.unwrap_or(Mode::Enforce);
+        let on_error =
+            take::<D::Error, FailureMode>(&mut table, "on_error")?.unwrap_or(FailureMode::FailOpen);
+        let timeout_ms = take::<D::Error, u64>(&mut table, "timeout_ms")?;
+        let config = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| D::Error::custom(e.message()))?;
+        Ok(Section {
+            mode,
+            on_error,
+            timeout_ms,
+            config,
+        })
+    }
+}
+
+impl<T: Default> Default for Section<T> {
+    fn default() -> Self {
+        Section {
+            mode: Mode::Enforce,
+            on_error: FailureMode::FailOpen,
+            timeout_ms: None,
+            config: T::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates `path`, or the defaults when `None`.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let Some(path) = path else {
+            let mut c = Config {
+                source: "<defaults>".into(),
+                ..Config::default()
+            };
+            c.validate()?;
+            return Ok(c);
+        };
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses TOML text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let de = toml::Deserializer::parse(text).map_err(|e| {
+            ConfigError::invalid(origin, "(syntax)", e.to_string().trim().to_owned())
+        })?;
+        let mut c: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            ConfigError::invalid(origin, &key, e.into_inner().message().trim().to_owned())
+        })?;
+        c.source = origin.to_owned();
+        c.validate()?;
+        Ok(c)
+    }
+
+    fn validate(&mut self) -> Result<(), ConfigError> {
+        let src = self.source.clone();
+        if self.server.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(ConfigError::invalid(
+                &src,
+                "server.listen",
+                format!(
+                    "'{}' is not an address like 127.0.0.1:8787",
+                    self.server.listen
+                ),
+            ));
+        }
+        if !(self.upstream.base_url.starts_with("http://")
+            || self.upstream.base_url.starts_with("https://"))
+        {
+            return Err(ConfigError::invalid(
+                &src,
+                "upstream.base_url",
+                "must start with http:// or https://",
+            ));
+        }
+        let store = &self.store.url;
+        if !(store.starts_with("sqlite:")
+            || store.starts_with("postgres://")
+            || store.starts_with("postgresql://"))
+        {
+            return Err(ConfigError::invalid(
+                &src,
+                "store.url",
+                format!("'{store}' is neither sqlite://FILE nor postgres://…"),
+            ));
+        }
+        let limits = &self.limits.url;
+        if !(limits.starts_with("memory://")
+            || limits.starts_with("redis://")
+            || limits.starts_with("rediss://"))
+        {
+            return Err(ConfigError::invalid(
+                &src,
+                "limits.url",
+                format!("'{limits}' is neither memory:// nor redis://…"),
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.limits.soft_budget) {
+            return Err(ConfigError::invalid(
+                &src,
+                "limits.soft_budget",
+                "must be between 0 and 1",
+            ));
+        }
+        for (key, names, known) in [
+            ("pipeline.input", &self.pipeline.input, &INPUT_GUARDS[..]),
+            ("pipeline.output", &self.pipeline.output, &OUTPUT_GUARDS[..]),
+        ] {
+            for n in names {
+                if !known.contains(&n.as_str()) {
+                    return Err(ConfigError::invalid(
+                        &src,
+                        key,
+                        format!("unknown guard '{n}'; known: {}", known.join(", ")),
+                    ));
+                }
+            }
+        }
+        if let Err(e) = portcullis_guards::ParamsGuard::new(&self.params.config) {
+            return Err(ConfigError::invalid(&src, "params", e.0));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_file_means_working_defaults() {
+        let c = Config::load(None).unwrap();
+        assert_eq!(c.server.listen, "127.0.0.1:8787");
+        assert_eq!(c.store.url, "sqlite://portcullis.db");
+        assert_eq!(c.limits.url, "memory://");
+        assert_eq!(c.upstream.timeout_s, 600);
+    }
+
+    #[test]
+    fn errors_name_the_file_and_the_key() {
+        let e = Config::parse("[server]\nlisten = 8787\n", "gw.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("gw.toml: server.listen:"), "{e}");
+        let e = Config::parse("[upstream]\ntimeout = 5\n", "gw.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("upstream") && e.contains("timeout"), "{e}");
+        let e = Config::parse("[server]\nlisten = \"nowhere\"\n", "gw.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("server.listen") && e.contains("nowhere"), "{e}");
+        let e = Config::parse("[store]\nurl = \"mysql://x\"\n", "gw.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("store.url"), "{e}");
+        let e = Config::parse("[pipeline]\ninput = [\"nope\"]\n", "gw.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown guard 'nope'"), "{e}");
+    }
+
+    #[test]
+    fn guard_sections_carry_stage_settings_and_their_own() {
+        let c = Config::parse(
+            "[size]\nmode = \"monitor\"\non_error = \"fail_closed\"\nmax_messages = 3\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(c.size.mode, Mode::Monitor);
+        assert_eq!(c.size.on_error, FailureMode::FailClosed);
+        assert_eq!(c.size.config.max_messages, 3);
+        assert!(Config::parse("[size]\nmax_mesages = 3\n", "t").is_err());
+    }
+}

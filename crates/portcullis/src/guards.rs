@@ -1,0 +1,108 @@
+//! Builds the pipeline from the configuration: the guard sections, in the order
+//! `[pipeline]` lists them, each with its mode, failure policy and timeout.
+
+use crate::app::StartError;
+use crate::config::{Config, Section};
+use crate::upstream::Upstream;
+use portcullis_core::{Guard, Pipeline, Stage};
+use portcullis_guards::{ParamsGuard, SizeGuard};
+use std::sync::Arc;
+use std::time::Duration;
+
+fn stage<T>(section: &Section<T>, guard: Arc<dyn Guard>) -> Stage {
+    Stage::new(guard)
+        .mode(section.mode)
+        .on_error(section.on_error)
+        .timeout(section.timeout_ms.map(Duration::from_millis))
+}
+
+fn guard_error(guard: &str, e: impl std::fmt::Display) -> StartError {
+    StartError::Guard {
+        guard: guard.to_owned(),
+        message: e.to_string(),
+    }
+}
+
+/// Loads tokenizers and models now, so the first request does not pay for it.
+pub fn warm_up() {
+    use portcullis_core::tokens::Encoding;
+    let _ = Encoding::O200k.count("warm up");
+    let _ = Encoding::Cl100k.count("warm up");
+    let _ = portcullis_injection::Detector::builtin().score("warm up");
+    let _ = portcullis_moderation::classifier::Model::builtin().score("warm up");
+}
+
+/// The input and output stages `config` asks for.
+pub fn build(config: &Config, upstream: &Upstream) -> Result<Pipeline, StartError> {
+    let mut input = Vec::new();
+    for name in &config.pipeline.input {
+        let s = match name.as_str() {
+            "size" => Some(stage(
+                &config.size,
+                Arc::new(SizeGuard::new(&config.size.config)),
+            )),
+            "params" if !config.params.config.is_empty() => {
+                let g = ParamsGuard::new(&config.params.config)
+                    .map_err(|e| guard_error("params", e))?;
+                Some(stage(&config.params, Arc::new(g)))
+            }
+            "moderation" if config.moderation.config.input => Some(moderation(config, upstream)?),
+            "injection" => {
+                let g = portcullis_injection::InjectionGuard::new(&config.injection.config)
+                    .map_err(|e| guard_error("injection", e))?;
+                Some(stage(&config.injection, Arc::new(g)))
+            }
+            "spotlight"
+                if config.spotlight.config.mode != portcullis_injection::SpotlightMode::Off =>
+            {
+                let g = portcullis_injection::SpotlightGuard::new(&config.spotlight.config);
+                Some(stage(&config.spotlight, Arc::new(g)))
+            }
+            "canary" if config.canary.config.enabled => Some(stage(
+                &config.canary,
+                Arc::new(portcullis_injection::CanaryGuard::new(
+                    &config.canary.config,
+                )),
+            )),
+            _ => None,
+        };
+        input.extend(s);
+    }
+    let mut output = Vec::new();
+    for name in &config.pipeline.output {
+        let s = match name.as_str() {
+            "moderation" if config.moderation.config.output => Some(moderation(config, upstream)?),
+            "canary" if config.canary.config.enabled => Some(stage(
+                &config.canary,
+                Arc::new(portcullis_injection::CanaryGuard::new(
+                    &config.canary.config,
+                )),
+            )),
+            _ => None,
+        };
+        output.extend(s);
+    }
+    Ok(Pipeline::new(input, output))
+}
+
+fn moderation(config: &Config, upstream: &Upstream) -> Result<Stage, StartError> {
+    use portcullis_moderation::{LocalModerator, ModerationGuard, Moderator, ProviderKind};
+    let c = &config.moderation.config;
+    let provider: Arc<dyn Moderator> = match c.provider {
+        ProviderKind::Local => Arc::new(LocalModerator::builtin()),
+        ProviderKind::Upstream => Arc::new(crate::moderation::UpstreamModerator::new(
+            upstream.clone(),
+            &c.model,
+        )),
+    };
+    if c.sources.is_empty() && c.input {
+        return Err(guard_error(
+            "moderation",
+            "sources is empty but input = true",
+        ));
+    }
+    Ok(stage(
+        &config.moderation,
+        Arc::new(ModerationGuard::new(c, provider)),
+    ))
+}

@@ -1,0 +1,138 @@
+//! Prometheus metrics (`GET /metrics`) and alerts: what operators watch, in one registry.
+//! An alert is a WARN log line with `alert=<kind>` plus a counter, so both log pipelines and
+//! Prometheus rules can page on it.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub route: String,
+    pub status: u16,
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GuardLabels {
+    pub guard: String,
+    pub direction: String,
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub kind: String,
+}
+
+/// Every metric the gateway exports.
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<RequestLabels, Counter>,
+    pub guard_outcomes: Family<GuardLabels, Counter>,
+    pub alerts: Family<KindLabels, Counter>,
+    pub tokens: Family<KindLabels, Counter>,
+    pub cost_micros: Counter,
+    pub latency: Histogram,
+    pub upstream_latency: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("portcullis");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "requests",
+            "Requests by route, status and outcome",
+            requests.clone(),
+        );
+        let guard_outcomes = Family::<GuardLabels, Counter>::default();
+        registry.register(
+            "guard_outcomes",
+            "Guard verdicts by guard, direction and outcome",
+            guard_outcomes.clone(),
+        );
+        let alerts = Family::<KindLabels, Counter>::default();
+        registry.register("alerts", "Alerts raised, by kind", alerts.clone());
+        let tokens = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "tokens",
+            "Tokens used upstream (prompt, completion, cached)",
+            tokens.clone(),
+        );
+        let cost_micros = Counter::default();
+        registry.register(
+            "cost_micro_usd",
+            "Spend in micro-dollars",
+            cost_micros.clone(),
+        );
+        let latency = Histogram::new(exponential_buckets(0.0005, 2.0, 18));
+        registry.register(
+            "request_duration_seconds",
+            "Time from request to last byte",
+            latency.clone(),
+        );
+        let upstream_latency = Histogram::new(exponential_buckets(0.0005, 2.0, 18));
+        registry.register(
+            "upstream_duration_seconds",
+            "Time to the upstream's first byte",
+            upstream_latency.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            guard_outcomes,
+            alerts,
+            tokens,
+            cost_micros,
+            latency,
+            upstream_latency,
+        }
+    }
+}
+
+impl Metrics {
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+
+    /// Raises an alert: a WARN line operators can route, and a counter they can graph.
+    pub fn alert(&self, kind: &str, detail: &str) {
+        tracing::warn!(alert = kind, "{detail}");
+        self.alerts
+            .get_or_create(&KindLabels {
+                kind: kind.to_owned(),
+            })
+            .inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alerts_count_and_render() {
+        let m = Metrics::default();
+        m.alert("limits_backend_down", "redis unreachable");
+        m.requests
+            .get_or_create(&RequestLabels {
+                route: "/v1/chat/completions".into(),
+                status: 200,
+                outcome: "allowed".into(),
+            })
+            .inc();
+        let text = m.render();
+        assert!(
+            text.contains("portcullis_alerts_total{kind=\"limits_backend_down\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("portcullis_requests_total{route=\"/v1/chat/completions\",status=\"200\",outcome=\"allowed\"} 1"), "{text}");
+    }
+}

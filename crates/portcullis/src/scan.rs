@@ -1,0 +1,145 @@
+//! Scanning without a model call: `POST /v1/scan` and `portcullis scan` run the configured
+//! guards over messages or a text and report verdicts and findings, for applications that
+//! cannot route their traffic through the proxy.
+
+use crate::app::App;
+use crate::server::{RequestId, error_response, read_body};
+use axum::Extension;
+use axum::Json;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use portcullis_core::{ApiError, ChatRequest, Context, Message, Outcome, Pipeline, Principal};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+/// What to scan.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScanRequest {
+    #[serde(default)]
+    pub messages: Option<Vec<Message>>,
+    #[serde(default)]
+    pub text: Option<String>,
+    /// `input` (default) or `output`.
+    #[serde(default)]
+    pub direction: Option<String>,
+    #[serde(default)]
+    pub model: Option<String>,
+}
+
+/// Runs the pipeline over a scan request; returns the JSON report.
+pub async fn run(
+    pipeline: &Pipeline,
+    scan: ScanRequest,
+    ctx: &mut Context,
+) -> Result<Value, ApiError> {
+    let output = match scan.direction.as_deref() {
+        None | Some("input") => false,
+        Some("output") => true,
+        Some(other) => {
+            return Err(ApiError::invalid_request(format!(
+                "'direction' must be 'input' or 'output', not '{other}'."
+            ))
+            .with_param("direction"));
+        }
+    };
+    let model = scan.model.unwrap_or_else(|| "gpt-4o-mini".into());
+    let (verdict, error, result) = if output {
+        let Some(text) = scan.text else {
+            return Err(
+                ApiError::invalid_request("An output scan needs 'text'.").with_param("text")
+            );
+        };
+        let req = ChatRequest {
+            model,
+            ..ChatRequest::default()
+        };
+        let mut answer =
+            json!({"choices": [{"index": 0, "message": {"role": "assistant", "content": text}}]});
+        let r = pipeline.run_output(&req, &mut answer, ctx).await;
+        let text = answer["choices"][0]["message"]["content"].clone();
+        (r.is_ok(), r.err(), json!({"text": text}))
+    } else {
+        let messages = match (scan.messages, scan.text) {
+            (Some(m), None) => m,
+            (None, Some(t)) => vec![
+                serde_json::from_value(json!({"role": "user", "content": t}))
+                    .map_err(|e| ApiError::internal(e.to_string()))?,
+            ],
+            _ => {
+                return Err(ApiError::invalid_request(
+                    "Send either 'messages' (a chat) or 'text' (one piece of text).",
+                ));
+            }
+        };
+        let mut req = ChatRequest {
+            model,
+            messages,
+            ..ChatRequest::default()
+        };
+        let r = pipeline.run_input(&mut req, ctx).await;
+        (r.is_ok(), r.err(), json!({"messages": req.messages}))
+    };
+    let outcome = if !verdict {
+        "block"
+    } else if ctx.outcomes().any(|o| o == Outcome::Transform) {
+        "transform"
+    } else if ctx.outcomes().any(|o| {
+        matches!(
+            o,
+            Outcome::Flag | Outcome::WouldBlock | Outcome::WouldTransform
+        )
+    }) {
+        "flag"
+    } else {
+        "allow"
+    };
+    let findings: Vec<_> = ctx.findings().cloned().collect();
+    Ok(json!({
+        "id": ctx.request_id,
+        "direction": if output { "output" } else { "input" },
+        "verdict": outcome,
+        "error": error.map(|e| e.body()["error"].clone()),
+        "findings": findings,
+        "guards": ctx.trace,
+        "result": result,
+    }))
+}
+
+/// `POST /v1/scan`.
+pub async fn handler(
+    State(app): State<Arc<App>>,
+    Extension(RequestId(rid)): Extension<RequestId>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let caller = match app.authenticate(&headers).await {
+        Ok(c) => c,
+        Err(e) => return error_response(&e),
+    };
+    let bytes = match read_body(body, app.config.server.max_body_bytes).await {
+        Ok(b) => b,
+        Err(e) => return error_response(&e),
+    };
+    let scan: ScanRequest = match serde_json::from_slice(&bytes) {
+        Ok(s) => s,
+        Err(e) => {
+            return error_response(&ApiError::invalid_request(format!(
+                "Invalid scan request: {e}"
+            )));
+        }
+    };
+    let mut ctx = Context::new(rid, caller.principal(None));
+    match run(&app.pipeline, scan, &mut ctx).await {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => error_response(&e),
+    }
+}
+
+/// A context for command-line scans.
+pub fn cli_context() -> Context {
+    Context::new("scan", Principal::default())
+}
