@@ -94,6 +94,14 @@ impl Vault {
             .map(|(p, _)| p.as_str())
     }
 
+    /// How many placeholders start with `prefix` (`[EMAIL_`), for numbering the next one.
+    pub fn count_prefix(&self, prefix: &str) -> usize {
+        self.entries
+            .iter()
+            .filter(|(p, _)| p.starts_with(prefix))
+            .count()
+    }
+
     /// Number of placeholders.
     pub fn len(&self) -> usize {
         self.entries.len()

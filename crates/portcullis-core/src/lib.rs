@@ -9,6 +9,7 @@
 //! - [`pipeline`]: [`Pipeline`] and [`Stage`]: order, mode, failure policy, edits.
 //! - [`context`]: the per-request [`Context`]: principal, nonce, pseudonym vault, trace.
 //! - [`stream`]: windows over a streamed answer, so output guards can act before text is sent.
+//! - [`pii`]: personal data and credentials: validated recognisers and a learned tagger.
 //! - [`text`]: normalisation shared by detectors. [`tokens`]: real token counts.
 //! - [`hash`]: stable hashing for feature hashing and reproducible data splits.
 //! - [`error`]: [`ApiError`], the OpenAI-shaped error every refusal becomes.
@@ -19,6 +20,7 @@ pub mod error;
 pub mod finding;
 pub mod guard;
 pub mod hash;
+pub mod pii;
 pub mod pipeline;
 pub mod segment;
 pub mod stream;

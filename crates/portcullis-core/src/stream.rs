@@ -104,11 +104,13 @@ impl StreamScanner {
         } else {
             lane.pending.len()
         };
-        if !last && !ctx.vault.is_empty() {
-            cut = cut.min(ctx.vault.safe_prefix(&lane.pending));
-        }
         while !lane.pending.is_char_boundary(cut) {
             cut -= 1;
+        }
+        if !last && !ctx.vault.is_empty() {
+            // Never release the start of a placeholder without its end: the cut may fall
+            // anywhere in the held text, not only at its end.
+            cut = cut.min(ctx.vault.safe_prefix(&lane.pending[..cut]));
         }
         if cut == 0 {
             return Ok(String::new());
@@ -252,6 +254,31 @@ mod tests {
         assert_eq!(b, "ann@example.com today");
         let c = s.push(0, "", true, &p, &r, &mut ctx).await.unwrap();
         assert_eq!(c, "");
+    }
+
+    #[tokio::test]
+    async fn a_holdback_cut_inside_a_placeholder_waits_for_its_end() {
+        let p = Pipeline::new(vec![], vec![Stage::new(Arc::new(NoSecrets))]);
+        let mut ctx = Context::new("r", Principal::default());
+        ctx.vault.remember("[PERSON_1]".into(), "Jane Roe".into());
+        let mut s = StreamScanner::new(Holdback {
+            context: 16,
+            tail: 8,
+        });
+        let r = req();
+        let text = "Hi [PERSON_1], your order [PERSON_1] shipped today, thanks.";
+        let mut got = String::new();
+        for piece in text.as_bytes().chunks(3) {
+            let piece = std::str::from_utf8(piece).unwrap();
+            let out = s.push(0, piece, false, &p, &r, &mut ctx).await.unwrap();
+            assert!(!out.contains('['), "released half a placeholder: {out:?}");
+            got.push_str(&out);
+        }
+        got.push_str(&s.push(0, "", true, &p, &r, &mut ctx).await.unwrap());
+        assert_eq!(
+            got,
+            "Hi Jane Roe, your order Jane Roe shipped today, thanks."
+        );
     }
 
     #[tokio::test]

@@ -432,14 +432,11 @@ fn eval(detector: &str, data: &[PathBuf]) -> Result<(), BoxError> {
     let report = match detector {
         "moderation" => portcullis_moderation::lab::eval(data)?,
         "injection" => portcullis_injection::lab::eval(data)?,
-        "pii" => {
-            return Err(format!(
-                "the '{detector}' detector is not built yet (see the open issues)"
-            )
-            .into());
-        }
+        "pii" => portcullis_core::pii::lab::eval(data)?,
         other => {
-            return Err(format!("unknown detector '{other}'; try injection or moderation").into());
+            return Err(
+                format!("unknown detector '{other}'; try pii, injection or moderation").into(),
+            );
         }
     };
     println!("{report}");
@@ -459,12 +456,14 @@ fn train(detector: &str, data: &[PathBuf], out: Option<PathBuf>) -> Result<(), B
             portcullis_injection::lab::train(data, &out)?
         }
         "pii" => {
-            return Err(format!(
-                "the '{detector}' detector is not built yet (see the open issues)"
-            )
-            .into());
+            let out = out.unwrap_or_else(|| "crates/portcullis-core/model/pii-ner.bin".into());
+            portcullis_core::pii::lab::train(data, &out)?
         }
-        other => return Err(format!("unknown detector '{other}'; try moderation").into()),
+        other => {
+            return Err(
+                format!("unknown detector '{other}'; try pii, injection or moderation").into(),
+            );
+        }
     };
     println!("{summary}");
     Ok(())

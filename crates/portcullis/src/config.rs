@@ -47,7 +47,7 @@ pub struct Config {
     pub pipeline: PipelineConfig,
     pub size: Section<SizeConfig>,
     pub params: Section<ParamsConfig>,
-    pub pii: Section<toml::Table>,
+    pub pii: Section<portcullis_guards::PiiConfig>,
     pub injection: Section<portcullis_injection::InjectionConfig>,
     pub spotlight: Section<portcullis_injection::SpotlightConfig>,
     pub canary: Section<portcullis_injection::CanaryConfig>,

@@ -30,6 +30,10 @@ pub fn warm_up() {
     let _ = Encoding::Cl100k.count("warm up");
     let _ = portcullis_injection::Detector::builtin().score("warm up");
     let _ = portcullis_moderation::classifier::Model::builtin().score("warm up");
+    let _ = portcullis_core::pii::scan(
+        "warm up ann@example.com 4111 1111 1111 1111 Ann Lee",
+        &portcullis_core::pii::ScanOptions::default(),
+    );
 }
 
 /// The input and output stages `config` asks for.
@@ -47,6 +51,7 @@ pub fn build(config: &Config, upstream: &Upstream) -> Result<Pipeline, StartErro
                 Some(stage(&config.params, Arc::new(g)))
             }
             "moderation" if config.moderation.config.input => Some(moderation(config, upstream)?),
+            "pii" if config.pii.config.input => Some(pii(config)?),
             "injection" => {
                 let g = portcullis_injection::InjectionGuard::new(&config.injection.config)
                     .map_err(|e| guard_error("injection", e))?;
@@ -72,6 +77,7 @@ pub fn build(config: &Config, upstream: &Upstream) -> Result<Pipeline, StartErro
     for name in &config.pipeline.output {
         let s = match name.as_str() {
             "moderation" if config.moderation.config.output => Some(moderation(config, upstream)?),
+            "pii" if config.pii.config.output => Some(pii(config)?),
             "canary" if config.canary.config.enabled => Some(stage(
                 &config.canary,
                 Arc::new(portcullis_injection::CanaryGuard::new(
@@ -83,6 +89,12 @@ pub fn build(config: &Config, upstream: &Upstream) -> Result<Pipeline, StartErro
         output.extend(s);
     }
     Ok(Pipeline::new(input, output))
+}
+
+fn pii(config: &Config) -> Result<Stage, StartError> {
+    let g =
+        portcullis_guards::PiiGuard::new(&config.pii.config).map_err(|e| guard_error("pii", e))?;
+    Ok(stage(&config.pii, Arc::new(g)))
 }
 
 fn moderation(config: &Config, upstream: &Upstream) -> Result<Stage, StartError> {

@@ -4,7 +4,8 @@
 //! It answers chat with `Echo: <last user message>`, or with the text after `MOCK_SAY:` in
 //! the last user message verbatim (so tests can make the "model" say anything). Model names
 //! inject faults: `mock-error-<status>` answers with that status, `mock-slow-<ms>` waits before
-//! answering, `mock-drip-<ms>` waits between stream chunks. `GET /_mock/requests` returns what
+//! answering, `mock-drip-<ms>` waits between stream chunks, `mock-chars-<n>` streams `n`
+//! characters per chunk instead of a word. `GET /_mock/requests` returns what
 //! it received, so tests can check what the gateway sent upstream.
 
 use axum::body::Body;
@@ -184,8 +185,18 @@ async fn chat(State(seen): State<Arc<Seen>>, headers: HeaderMap, body: Bytes) ->
                 Value::Null,
             ));
         }
-        // Words with their trailing space, so the pieces concatenate to the answer.
-        let pieces: Vec<&str> = text.split_inclusive(' ').collect();
+        // Words with their trailing space (or `n`-character pieces), so the pieces
+        // concatenate to the answer.
+        let pieces: Vec<String> = match knob(&req.model, "mock-chars-").filter(|n| *n > 0) {
+            Some(n) => {
+                let chars: Vec<char> = text.chars().collect();
+                chars
+                    .chunks(n as usize)
+                    .map(|c| c.iter().collect())
+                    .collect()
+            }
+            None => text.split_inclusive(' ').map(str::to_owned).collect(),
+        };
         for p in &pieces {
             for i in 0..n {
                 events.push(chunk(

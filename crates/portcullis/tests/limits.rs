@@ -244,7 +244,7 @@ fn two_replicas_sharing_redis_and_postgres_admit_exactly_k() {
 fn budgets_refuse_before_spending_and_survive_a_restart() {
     let mut gw = Gateway::start(None, None);
     let key = gw.create_key(&["--user", "spender", "--budget-daily", "0.02"]);
-    let long = "lorem ".repeat(1000);
+    let long = "the quick brown fox jumps over the lazy dog. ".repeat(120);
     let body = json!({"model": "gpt-4o", "max_tokens": 1200, "messages": [{"role": "user", "content": long}]});
     let r = gw.post("/v1/chat/completions", &key, &body);
     assert_eq!(r.status(), 200);
@@ -289,7 +289,8 @@ fn rate_limits_answer_429_with_openai_headers() {
         .unwrap()
         .parse()
         .unwrap();
-    assert!((1..=30).contains(&retry));
+    // A sliding window frees the first request's slot one window (+ one slice) after it.
+    assert!((1..=62).contains(&retry), "retry-after {retry}");
     assert_eq!(r.headers()["x-ratelimit-remaining-requests"], "0");
     let e: Value = r.json().unwrap();
     assert_eq!(e["error"]["code"], "rate_limit_exceeded");

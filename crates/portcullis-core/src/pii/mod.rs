@@ -1,0 +1,309 @@
+//! Personal data and credentials in text: validated structured recognisers (cards, IBANs,
+//! SSNs, phones, …), secret recognisers (provider keys, PEM blocks, JWTs, passwords), and a
+//! learned tagger for names, places and organisations — one scan that returns typed, scored,
+//! placed findings with the recogniser that made each.
+//!
+//! Text is normalised first ([`crate::text::normalize`]): hidden characters go and full-width
+//! forms fold, so obfuscated values are still found, reported as obfuscated, and their spans
+//! point at what the client actually sent.
+
+mod context;
+pub mod lab;
+pub mod ner;
+mod secrets;
+mod structured;
+
+use crate::text::normalize;
+use serde::Serialize;
+use std::ops::Range;
+
+/// The kinds of personal data and credentials the scanner knows; the policy is set per kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum EntityType {
+    Email,
+    Phone,
+    UsSsn,
+    CreditCard,
+    Iban,
+    IpAddress,
+    DateOfBirth,
+    Date,
+    UsPassport,
+    UsDriverLicense,
+    Address,
+    Postcode,
+    Url,
+    Person,
+    Location,
+    Organization,
+    Title,
+    Nrp,
+    Age,
+    Secret,
+}
+
+impl EntityType {
+    /// Every type, in a stable order.
+    pub const ALL: [EntityType; 20] = [
+        EntityType::Email,
+        EntityType::Phone,
+        EntityType::UsSsn,
+        EntityType::CreditCard,
+        EntityType::Iban,
+        EntityType::IpAddress,
+        EntityType::DateOfBirth,
+        EntityType::Date,
+        EntityType::UsPassport,
+        EntityType::UsDriverLicense,
+        EntityType::Address,
+        EntityType::Postcode,
+        EntityType::Url,
+        EntityType::Person,
+        EntityType::Location,
+        EntityType::Organization,
+        EntityType::Title,
+        EntityType::Nrp,
+        EntityType::Age,
+        EntityType::Secret,
+    ];
+
+    /// The name used in config, findings and placeholders (`EMAIL` → `[EMAIL_1]`).
+    pub fn name(self) -> &'static str {
+        match self {
+            EntityType::Email => "EMAIL",
+            EntityType::Phone => "PHONE",
+            EntityType::UsSsn => "US_SSN",
+            EntityType::CreditCard => "CREDIT_CARD",
+            EntityType::Iban => "IBAN",
+            EntityType::IpAddress => "IP_ADDRESS",
+            EntityType::DateOfBirth => "DATE_OF_BIRTH",
+            EntityType::Date => "DATE",
+            EntityType::UsPassport => "US_PASSPORT",
+            EntityType::UsDriverLicense => "US_DRIVER_LICENSE",
+            EntityType::Address => "ADDRESS",
+            EntityType::Postcode => "POSTCODE",
+            EntityType::Url => "URL",
+            EntityType::Person => "PERSON",
+            EntityType::Location => "LOCATION",
+            EntityType::Organization => "ORGANIZATION",
+            EntityType::Title => "TITLE",
+            EntityType::Nrp => "NRP",
+            EntityType::Age => "AGE",
+            EntityType::Secret => "SECRET",
+        }
+    }
+
+    /// Parses a config name (case-insensitive).
+    pub fn parse(s: &str) -> Option<EntityType> {
+        EntityType::ALL
+            .into_iter()
+            .find(|t| t.name().eq_ignore_ascii_case(s))
+    }
+
+    /// Credentials rather than personal data.
+    pub fn is_secret(self) -> bool {
+        self == EntityType::Secret
+    }
+}
+
+impl std::fmt::Display for EntityType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One piece of personal data or one credential found in a text.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Detection {
+    pub entity: EntityType,
+    /// Byte range in the text as given (not the normalised text).
+    pub span: Range<usize>,
+    /// Confidence in [0, 1], after context words.
+    pub score: f32,
+    /// The recogniser that found it (`luhn_card`, `openai_key`, `ner`, …).
+    pub recognizer: &'static str,
+    /// Found only after removing hidden characters or folding look-alike forms.
+    pub obfuscated: bool,
+}
+
+/// Which recognisers run and how sure a finding must be to count.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ScanOptions {
+    /// Run the learned name/place/organisation tagger.
+    pub ner: bool,
+    /// Findings scoring below this are dropped.
+    pub min_score: f32,
+}
+
+impl Default for ScanOptions {
+    fn default() -> Self {
+        ScanOptions {
+            ner: true,
+            min_score: 0.5,
+        }
+    }
+}
+
+/// A candidate before overlap resolution, in normalised-text offsets.
+#[derive(Debug, Clone)]
+pub(crate) struct Candidate {
+    pub entity: EntityType,
+    pub span: Range<usize>,
+    pub score: f32,
+    pub recognizer: &'static str,
+    /// Higher wins an overlap: secrets over validated structure over the tagger.
+    pub priority: u8,
+}
+
+/// Scans `text` with every recogniser and returns non-overlapping findings in text order.
+pub fn scan(text: &str, opts: &ScanOptions) -> Vec<Detection> {
+    scan_with(text, opts, Some(&ner::Tagger::builtin()))
+}
+
+/// [`scan`] with a given tagger (training scores its folds' models this way).
+pub fn scan_with(
+    text: &str,
+    opts: &ScanOptions,
+    tagger: Option<&ner::Tagger<'_>>,
+) -> Vec<Detection> {
+    if text.is_empty() {
+        return Vec::new();
+    }
+    let norm = normalize(text);
+    let t: &str = &norm.text;
+    let mut cands = Vec::new();
+    secrets::find(t, &mut cands);
+    structured::find(t, &mut cands);
+    if opts.ner
+        && let Some(tagger) = tagger
+    {
+        tagger.find(t, &mut cands);
+    }
+    let kept = resolve(cands, opts.min_score);
+    kept.into_iter()
+        .map(|c| Detection {
+            entity: c.entity,
+            span: norm.original_range(c.span.clone()),
+            score: c.score,
+            recognizer: c.recognizer,
+            obfuscated: norm.changed() && norm.range_was_altered(c.span, text),
+        })
+        .collect()
+}
+
+/// Drops weak candidates and resolves overlaps: higher priority, then higher score, then longer.
+fn resolve(mut cands: Vec<Candidate>, min_score: f32) -> Vec<Candidate> {
+    cands.retain(|c| c.score >= min_score && c.span.start < c.span.end);
+    // A postcode inside an address is part of the address.
+    let addresses: Vec<Range<usize>> = cands
+        .iter()
+        .filter(|c| c.entity == EntityType::Address)
+        .map(|c| c.span.clone())
+        .collect();
+    if !addresses.is_empty() {
+        cands.retain(|c| {
+            c.entity != EntityType::Postcode
+                || !addresses
+                    .iter()
+                    .any(|a| a.start <= c.span.start && c.span.end <= a.end)
+        });
+    }
+    cands.sort_by(|a, b| {
+        b.priority
+            .cmp(&a.priority)
+            .then(b.score.total_cmp(&a.score))
+            .then((b.span.end - b.span.start).cmp(&(a.span.end - a.span.start)))
+            .then(a.span.start.cmp(&b.span.start))
+    });
+    // Kept spans never overlap, so a map from start to end answers "is this free?" by
+    // looking at the neighbours alone.
+    let mut taken: std::collections::BTreeMap<usize, usize> = std::collections::BTreeMap::new();
+    let mut kept: Vec<Candidate> = Vec::with_capacity(cands.len());
+    for c in cands {
+        let left_free = taken
+            .range(..c.span.end)
+            .next_back()
+            .is_none_or(|(_, end)| *end <= c.span.start);
+        if left_free {
+            taken.insert(c.span.start, c.span.end);
+            kept.push(c);
+        }
+    }
+    kept.sort_by_key(|c| c.span.start);
+    kept
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn found(text: &str) -> Vec<(EntityType, &str)> {
+        scan(text, &ScanOptions::default())
+            .into_iter()
+            .map(|d| (d.entity, &text[d.span]))
+            .collect()
+    }
+
+    #[test]
+    fn structured_and_secret_findings_come_back_in_order() {
+        let text = "Mail jane.roe@example.org, card 4111 1111 1111 1111, key sk-proj-abcDEF1234567890abcdefGHIJ";
+        let got = found(text);
+        assert!(got.contains(&(EntityType::Email, "jane.roe@example.org")));
+        assert!(got.contains(&(EntityType::CreditCard, "4111 1111 1111 1111")));
+        assert!(got.contains(&(EntityType::Secret, "sk-proj-abcDEF1234567890abcdefGHIJ")));
+    }
+
+    #[test]
+    fn hidden_characters_are_found_and_reported_as_obfuscated() {
+        let text = "card 4111\u{200B}1111\u{200B}1111\u{200B}1111 thanks";
+        let d = scan(text, &ScanOptions::default());
+        let card = d
+            .iter()
+            .find(|d| d.entity == EntityType::CreditCard)
+            .expect("card found");
+        assert!(card.obfuscated);
+        assert_eq!(
+            &text[card.span.clone()],
+            "4111\u{200B}1111\u{200B}1111\u{200B}1111"
+        );
+        let plain = scan("card 4111111111111111", &ScanOptions::default());
+        assert!(!plain[0].obfuscated);
+    }
+
+    #[test]
+    fn fullwidth_digits_fold() {
+        let got = found("SSN ５３６-３２-３０６５ please");
+        assert_eq!(got, vec![(EntityType::UsSsn, "５３６-３２-３０６５")]);
+    }
+
+    #[test]
+    fn overlaps_keep_the_stronger_recogniser() {
+        let c = |e, s: Range<usize>, score, p| Candidate {
+            entity: e,
+            span: s,
+            score,
+            recognizer: "t",
+            priority: p,
+        };
+        let kept = resolve(
+            vec![
+                c(EntityType::Person, 0..10, 0.9, 1),
+                c(EntityType::Email, 2..12, 0.8, 3),
+                c(EntityType::Location, 20..25, 0.3, 1),
+            ],
+            0.5,
+        );
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].entity, EntityType::Email);
+    }
+
+    #[test]
+    fn type_names_round_trip() {
+        for t in EntityType::ALL {
+            assert_eq!(EntityType::parse(t.name()), Some(t));
+        }
+        assert_eq!(EntityType::parse("email"), Some(EntityType::Email));
+        assert_eq!(EntityType::parse("nope"), None);
+    }
+}
