@@ -10,6 +10,7 @@
 mod context;
 pub mod lab;
 pub mod ner;
+mod nrp;
 mod secrets;
 mod structured;
 
@@ -175,6 +176,7 @@ pub fn scan_with(
     let mut cands = Vec::new();
     secrets::find(t, &mut cands);
     structured::find(t, &mut cands);
+    nrp::find(t, &mut cands);
     if opts.ner
         && let Some(tagger) = tagger
     {

@@ -1,0 +1,239 @@
+//! Nationalities, religious and political groups (Presidio's NRP): a closed class of words,
+//! so a word list written from general knowledge (not from any data set) finds them.
+
+use super::{Candidate, EntityType};
+
+/// Lower-case nationality and demonym adjectives, religions and political groups, sorted.
+const WORDS: &[&str] = &[
+    "afghan",
+    "african",
+    "albanian",
+    "algerian",
+    "american",
+    "andorran",
+    "angolan",
+    "arab",
+    "arabian",
+    "argentine",
+    "argentinian",
+    "armenian",
+    "asian",
+    "atheist",
+    "australian",
+    "austrian",
+    "azerbaijani",
+    "bahraini",
+    "bangladeshi",
+    "barbadian",
+    "basque",
+    "belarusian",
+    "belgian",
+    "bolivian",
+    "bosnian",
+    "brazilian",
+    "british",
+    "buddhist",
+    "bulgarian",
+    "burmese",
+    "cambodian",
+    "cameroonian",
+    "canadian",
+    "catalan",
+    "catholic",
+    "chechen",
+    "chilean",
+    "chinese",
+    "christian",
+    "colombian",
+    "communist",
+    "congolese",
+    "conservative",
+    "croatian",
+    "cuban",
+    "cypriot",
+    "czech",
+    "danish",
+    "democrat",
+    "democratic",
+    "dominican",
+    "dutch",
+    "ecuadorian",
+    "egyptian",
+    "emirati",
+    "english",
+    "eritrean",
+    "estonian",
+    "ethiopian",
+    "european",
+    "evangelical",
+    "fijian",
+    "filipino",
+    "finnish",
+    "flemish",
+    "french",
+    "georgian",
+    "german",
+    "ghanaian",
+    "greek",
+    "greenlander",
+    "guatemalan",
+    "haitian",
+    "hindu",
+    "hispanic",
+    "honduran",
+    "hungarian",
+    "icelandic",
+    "indian",
+    "indonesian",
+    "iranian",
+    "iraqi",
+    "irish",
+    "islamic",
+    "israeli",
+    "italian",
+    "ivorian",
+    "jamaican",
+    "japanese",
+    "jewish",
+    "jordanian",
+    "kazakh",
+    "kenyan",
+    "korean",
+    "kosovar",
+    "kurdish",
+    "kuwaiti",
+    "kyrgyz",
+    "laotian",
+    "latin",
+    "latino",
+    "latvian",
+    "lebanese",
+    "liberal",
+    "liberian",
+    "libyan",
+    "lithuanian",
+    "luxembourgish",
+    "macedonian",
+    "malagasy",
+    "malaysian",
+    "maltese",
+    "maori",
+    "mexican",
+    "moldovan",
+    "mongolian",
+    "montenegrin",
+    "mormon",
+    "moroccan",
+    "mozambican",
+    "muslim",
+    "namibian",
+    "nepalese",
+    "nigerian",
+    "nordic",
+    "norwegian",
+    "omani",
+    "orthodox",
+    "pakistani",
+    "palestinian",
+    "panamanian",
+    "paraguayan",
+    "persian",
+    "peruvian",
+    "polish",
+    "portuguese",
+    "protestant",
+    "qatari",
+    "republican",
+    "romanian",
+    "russian",
+    "rwandan",
+    "samoan",
+    "saudi",
+    "scandinavian",
+    "scottish",
+    "senegalese",
+    "serbian",
+    "shia",
+    "sikh",
+    "singaporean",
+    "slovak",
+    "slovakian",
+    "slovenian",
+    "socialist",
+    "somali",
+    "spanish",
+    "sudanese",
+    "sunni",
+    "swedish",
+    "swiss",
+    "syrian",
+    "taiwanese",
+    "tajik",
+    "tanzanian",
+    "thai",
+    "tibetan",
+    "tunisian",
+    "turkish",
+    "turkmen",
+    "ugandan",
+    "ukrainian",
+    "uruguayan",
+    "uzbek",
+    "venezuelan",
+    "vietnamese",
+    "welsh",
+    "yemeni",
+    "zambian",
+    "zimbabwean",
+];
+
+/// Finds capitalised words from the list.
+pub(crate) fn find(text: &str, out: &mut Vec<Candidate>) {
+    let b = text.as_bytes();
+    let mut i = 0;
+    let mut buf = [0u8; 16];
+    while i < b.len() {
+        if !b[i].is_ascii_uppercase() || (i > 0 && b[i - 1].is_ascii_alphanumeric()) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < b.len() && b[i].is_ascii_alphabetic() {
+            i += 1;
+        }
+        let word = &b[start..i];
+        if (3..=buf.len()).contains(&word.len()) && (i == b.len() || !b[i].is_ascii_digit()) {
+            for (d, s) in buf.iter_mut().zip(word) {
+                *d = s.to_ascii_lowercase();
+            }
+            let lower = std::str::from_utf8(&buf[..word.len()]).unwrap_or_default();
+            if WORDS.binary_search(&lower).is_ok() {
+                out.push(Candidate {
+                    entity: EntityType::Nrp,
+                    span: start..i,
+                    score: 0.6,
+                    recognizer: "nrp_words",
+                    priority: 2,
+                });
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_list_is_sorted_for_binary_search() {
+        assert!(WORDS.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn capitalised_list_words_only() {
+        let mut v = Vec::new();
+        find("A Swedish firm, a swedish one, and Danishes", &mut v);
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].span, 2..9);
+    }
+}
