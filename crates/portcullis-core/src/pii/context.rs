@@ -37,65 +37,179 @@ pub(crate) mod class {
     pub const KEY: u32 = 1 << 11;
 }
 
-/// The context classes of one lower-case word.
-fn class_of(w: &str) -> u32 {
+/// Context words and their classes.
+const WORDS: &[(&str, u32)] = {
     use class::*;
-    match w {
-        "address" | "street" | "live" | "lives" | "living" | "city" | "apt" | "suite" | "ship"
-        | "shipping" | "deliver" | "delivery" | "mail" | "located" | "moved" => ADDRESS,
-        "zip" | "zipcode" | "postcode" | "postal" => ZIP | ADDRESS,
-        "born" | "birth" | "birthday" | "dob" | "birthdate" | "b" => BIRTH,
-        "ssn" | "social" | "ss#" | "tin" | "taxpayer" => SSN,
-        "phone" | "call" | "tel" | "telephone" | "mobile" | "cell" | "fax" | "number"
-        | "contact" | "reach" | "text" | "whatsapp" | "landline" | "dial" | "ph" | "mob" => PHONE,
-        "card" | "credit" | "debit" | "visa" | "mastercard" | "amex" | "cc" | "payment" | "pay" => {
-            CARD
-        }
-        "passport" => PASSPORT,
-        "driver" | "drivers" | "driver's" | "license" | "licence" | "dl" | "driving" | "lic" => {
-            LICENSE
-        }
-        "order" | "invoice" | "isbn" | "id" | "account" | "ref" | "reference" | "tracking"
-        | "serial" | "$" | "usd" | "eur" | "price" | "total" | "population" => NOT_PHONE,
-        "ip" | "host" | "server" => IP,
-        "version" | "v" | "release" | "build" => VERSION,
-        "key"
-        | "token"
-        | "secret"
-        | "password"
-        | "passwd"
-        | "api"
-        | "apikey"
-        | "api_key"
-        | "auth"
-        | "bearer"
-        | "credential"
-        | "credentials"
-        | "aws_secret_access_key"
-        | "access"
-        | "private"
-        | "azure"
-        | "signature"
-        | "sig" => KEY,
-        _ => 0,
+    &[
+        ("address", ADDRESS),
+        ("street", ADDRESS),
+        ("live", ADDRESS),
+        ("lives", ADDRESS),
+        ("living", ADDRESS),
+        ("city", ADDRESS),
+        ("apt", ADDRESS),
+        ("suite", ADDRESS),
+        ("ship", ADDRESS),
+        ("shipping", ADDRESS),
+        ("deliver", ADDRESS),
+        ("delivery", ADDRESS),
+        ("mail", ADDRESS),
+        ("located", ADDRESS),
+        ("moved", ADDRESS),
+        ("zip", ZIP | ADDRESS),
+        ("zipcode", ZIP | ADDRESS),
+        ("postcode", ZIP | ADDRESS),
+        ("postal", ZIP | ADDRESS),
+        ("born", BIRTH),
+        ("birth", BIRTH),
+        ("birthday", BIRTH),
+        ("dob", BIRTH),
+        ("birthdate", BIRTH),
+        ("b", BIRTH),
+        ("ssn", SSN),
+        ("social", SSN),
+        ("ss#", SSN),
+        ("tin", SSN),
+        ("taxpayer", SSN),
+        ("phone", PHONE),
+        ("call", PHONE),
+        ("tel", PHONE),
+        ("telephone", PHONE),
+        ("mobile", PHONE),
+        ("cell", PHONE),
+        ("fax", PHONE),
+        ("number", PHONE),
+        ("contact", PHONE),
+        ("reach", PHONE),
+        ("text", PHONE),
+        ("whatsapp", PHONE),
+        ("landline", PHONE),
+        ("dial", PHONE),
+        ("ph", PHONE),
+        ("mob", PHONE),
+        ("card", CARD),
+        ("credit", CARD),
+        ("debit", CARD),
+        ("visa", CARD),
+        ("mastercard", CARD),
+        ("amex", CARD),
+        ("cc", CARD),
+        ("payment", CARD),
+        ("pay", CARD),
+        ("passport", PASSPORT),
+        ("driver", LICENSE),
+        ("drivers", LICENSE),
+        ("driver's", LICENSE),
+        ("license", LICENSE),
+        ("licence", LICENSE),
+        ("dl", LICENSE),
+        ("driving", LICENSE),
+        ("lic", LICENSE),
+        ("order", NOT_PHONE),
+        ("invoice", NOT_PHONE),
+        ("isbn", NOT_PHONE),
+        ("id", NOT_PHONE),
+        ("account", NOT_PHONE),
+        ("ref", NOT_PHONE),
+        ("reference", NOT_PHONE),
+        ("tracking", NOT_PHONE),
+        ("serial", NOT_PHONE),
+        ("$", NOT_PHONE),
+        ("usd", NOT_PHONE),
+        ("eur", NOT_PHONE),
+        ("price", NOT_PHONE),
+        ("total", NOT_PHONE),
+        ("population", NOT_PHONE),
+        ("ip", IP),
+        ("host", IP),
+        ("server", IP),
+        ("version", VERSION),
+        ("v", VERSION),
+        ("release", VERSION),
+        ("build", VERSION),
+        ("key", KEY),
+        ("token", KEY),
+        ("secret", KEY),
+        ("password", KEY),
+        ("passwd", KEY),
+        ("api", KEY),
+        ("apikey", KEY),
+        ("api_key", KEY),
+        ("auth", KEY),
+        ("bearer", KEY),
+        ("credential", KEY),
+        ("credentials", KEY),
+        ("aws_secret", KEY),
+        ("access", KEY),
+        ("private", KEY),
+        ("azure", KEY),
+        ("signature", KEY),
+        ("sig", KEY),
+    ]
+};
+
+/// A lower-cased word of up to 16 bytes packed into one integer, so a lookup compares
+/// integers instead of calling memcmp.
+pub(crate) fn pack(word: &[u8]) -> Option<u128> {
+    if word.is_empty() || word.len() > 16 {
+        return None;
     }
+    let mut buf = [0u8; 16];
+    for (d, s) in buf.iter_mut().zip(word) {
+        *d = s.to_ascii_lowercase();
+    }
+    Some(u128::from_le_bytes(buf))
+}
+
+/// A fixed word list, looked up by packed word.
+pub(crate) struct WordTable(pub(crate) Vec<(u128, u32)>);
+
+impl WordTable {
+    /// Builds the table (words over 16 bytes cannot be packed; a test keeps them out).
+    pub fn new(words: impl IntoIterator<Item = (&'static str, u32)>) -> WordTable {
+        let mut v: Vec<(u128, u32)> = words
+            .into_iter()
+            .filter_map(|(w, c)| Some((pack(w.as_bytes())?, c)))
+            .collect();
+        v.sort_unstable();
+        WordTable(v)
+    }
+
+    /// The value of `word` (any case), or 0.
+    #[inline]
+    pub fn get(&self, word: &[u8]) -> u32 {
+        let Some(k) = pack(word) else { return 0 };
+        match self.0.binary_search_by(|e| e.0.cmp(&k)) {
+            Ok(i) => self.0[i].1,
+            Err(_) => 0,
+        }
+    }
+}
+
+fn table() -> &'static WordTable {
+    static T: std::sync::OnceLock<WordTable> = std::sync::OnceLock::new();
+    T.get_or_init(|| WordTable::new(WORDS.iter().copied()))
+}
+
+/// The context classes of one word.
+fn class_of(w: &[u8]) -> u32 {
+    // Longer than a packed word: only `aws_secret_access_key` and its kin are context.
+    if w.len() > 16 && w[..10].eq_ignore_ascii_case(b"aws_secret") {
+        return class::KEY;
+    }
+    table().get(w)
 }
 
 /// The union of the classes of the words in `hay`.
 fn classes(hay: &str) -> u32 {
+    let t = table();
     let mut bits = 0;
-    let mut buf = [0u8; 24];
-    for w in
-        hay.split(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '\'' | '#' | '$' | '_')))
-    {
-        if w.is_empty() || w.len() > buf.len() {
-            continue;
-        }
-        for (d, s) in buf.iter_mut().zip(w.bytes()) {
-            *d = s.to_ascii_lowercase();
-        }
-        if let Ok(l) = std::str::from_utf8(&buf[..w.len()]) {
-            bits |= class_of(l);
+    let word_byte = |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'\'' | b'#' | b'$' | b'_');
+    for w in hay.as_bytes().split(|&c| !word_byte(c)) {
+        if w.len() > 16 {
+            bits |= class_of(w);
+        } else {
+            bits |= t.get(w);
         }
     }
     bits
@@ -131,7 +245,7 @@ impl Ctx {
 
 #[cfg(test)]
 fn has_word(hay: &str, w: &str) -> bool {
-    classes(hay) & class_of(w) != 0
+    classes(hay) & class_of(w.as_bytes()) != 0
 }
 
 /// Raises a base score when context agrees, lowers it when context says it is something else.
@@ -149,6 +263,14 @@ pub(crate) fn adjust(base: f32, support: bool, against: bool) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_context_word_fits_the_table() {
+        assert!(WORDS.iter().all(|(w, _)| pack(w.as_bytes()).is_some()));
+        assert_eq!(table().0.len(), WORDS.len());
+        assert_eq!(class_of(b"AWS_SECRET_ACCESS_KEY"), class::KEY);
+        assert_eq!(class_of(b"Passport"), class::PASSPORT);
+    }
 
     #[test]
     fn words_must_be_whole() {

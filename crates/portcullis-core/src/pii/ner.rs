@@ -87,14 +87,33 @@ pub fn tokenize(text: &str) -> Vec<Token> {
 
 /// What the training data says about a lower-case word: bit `t` = seen inside an entity of
 /// `TYPES[t]`; [`COMMON`] = seen written in lower case in running text (an ordinary word).
-pub type Lexicon = std::collections::HashMap<u64, u16>;
+/// Keys are already FNV hashes, so the map only mixes them rather than SipHashing again.
+pub type Lexicon = std::collections::HashMap<u64, u16, std::hash::BuildHasherDefault<PreHashed>>;
+
+/// A hasher for keys that are hashes already.
+#[derive(Default)]
+pub struct PreHashed(u64);
+
+impl std::hash::Hasher for PreHashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01B3);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (n ^ (n >> 31)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
 
 /// Lexicon bit for ordinary words.
 pub const COMMON: u16 = 1 << 15;
 
 /// Builds the lexicon from tokenised training texts and their gold tags.
 pub fn lexicon<'a>(examples: impl Iterator<Item = (&'a str, &'a [Token], &'a [usize])>) -> Lexicon {
-    let mut lex = Lexicon::new();
+    let mut lex = Lexicon::default();
     for (text, toks, gold) in examples {
         for (t, g) in toks.iter().zip(gold) {
             let w = &text[t.span.clone()];
@@ -469,7 +488,7 @@ impl Model {
         if b.len() != at + 4 + count * 10 {
             return None;
         }
-        let mut lexicon = Lexicon::with_capacity(count);
+        let mut lexicon = Lexicon::with_capacity_and_hasher(count, Default::default());
         for r in body.chunks_exact(10) {
             lexicon.insert(
                 u64::from_le_bytes(r[..8].try_into().ok()?),
@@ -508,8 +527,9 @@ impl Tagger<'static> {
         static M: OnceLock<Model> = OnceLock::new();
         Tagger {
             model: M.get_or_init(|| {
-                Model::from_bytes(WEIGHTS)
-                    .unwrap_or_else(|| Model::from_quantised(&[], 1.0, Vec::new(), Lexicon::new()))
+                Model::from_bytes(WEIGHTS).unwrap_or_else(|| {
+                    Model::from_quantised(&[], 1.0, Vec::new(), Lexicon::default())
+                })
             }),
         }
     }
@@ -876,7 +896,7 @@ mod tests {
                 .iter()
                 .map(|(t, k, g)| (*t, k.as_slice(), g.as_slice())),
         ));
-        let none = Lexicon::new();
+        let none = Lexicon::default();
         for _ in 0..5 {
             for (text, spans) in &data {
                 let toks = tokenize(text);

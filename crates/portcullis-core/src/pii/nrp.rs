@@ -1,7 +1,9 @@
 //! Nationalities, religious and political groups (Presidio's NRP): a closed class of words,
 //! so a word list written from general knowledge (not from any data set) finds them.
 
+use super::context::WordTable;
 use super::{Candidate, EntityType};
+use std::sync::OnceLock;
 
 /// Lower-case nationality and demonym adjectives, religions and political groups, sorted.
 const WORDS: &[&str] = &[
@@ -187,11 +189,16 @@ const WORDS: &[&str] = &[
     "zimbabwean",
 ];
 
+fn table() -> &'static WordTable {
+    static T: OnceLock<WordTable> = OnceLock::new();
+    T.get_or_init(|| WordTable::new(WORDS.iter().map(|w| (*w, 1))))
+}
+
 /// Finds capitalised words from the list.
 pub(crate) fn find(text: &str, out: &mut Vec<Candidate>) {
+    let t = table();
     let b = text.as_bytes();
     let mut i = 0;
-    let mut buf = [0u8; 16];
     while i < b.len() {
         if !b[i].is_ascii_uppercase() || (i > 0 && b[i - 1].is_ascii_alphanumeric()) {
             i += 1;
@@ -202,20 +209,14 @@ pub(crate) fn find(text: &str, out: &mut Vec<Candidate>) {
             i += 1;
         }
         let word = &b[start..i];
-        if (3..=buf.len()).contains(&word.len()) && (i == b.len() || !b[i].is_ascii_digit()) {
-            for (d, s) in buf.iter_mut().zip(word) {
-                *d = s.to_ascii_lowercase();
-            }
-            let lower = std::str::from_utf8(&buf[..word.len()]).unwrap_or_default();
-            if WORDS.binary_search(&lower).is_ok() {
-                out.push(Candidate {
-                    entity: EntityType::Nrp,
-                    span: start..i,
-                    score: 0.6,
-                    recognizer: "nrp_words",
-                    priority: 2,
-                });
-            }
+        if word.len() >= 3 && (i == b.len() || !b[i].is_ascii_digit()) && t.get(word) != 0 {
+            out.push(Candidate {
+                entity: EntityType::Nrp,
+                span: start..i,
+                score: 0.6,
+                recognizer: "nrp_words",
+                priority: 2,
+            });
         }
     }
 }
@@ -227,6 +228,7 @@ mod tests {
     #[test]
     fn the_list_is_sorted_for_binary_search() {
         assert!(WORDS.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(table().0.len(), WORDS.len(), "every word fits 16 bytes");
     }
 
     #[test]
