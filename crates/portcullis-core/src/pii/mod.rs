@@ -197,20 +197,37 @@ pub fn scan_with(
 /// Drops weak candidates and resolves overlaps: higher priority, then higher score, then longer.
 fn resolve(mut cands: Vec<Candidate>, min_score: f32) -> Vec<Candidate> {
     cands.retain(|c| c.score >= min_score && c.span.start < c.span.end);
-    // A postcode inside an address is part of the address.
-    let addresses: Vec<Range<usize>> = cands
-        .iter()
-        .filter(|c| c.entity == EntityType::Address)
-        .map(|c| c.span.clone())
-        .collect();
-    if !addresses.is_empty() {
-        cands.retain(|c| {
-            c.entity != EntityType::Postcode
-                || !addresses
-                    .iter()
-                    .any(|a| a.start <= c.span.start && c.span.end <= a.end)
-        });
-    }
+    // A postcode inside an address is part of the address; a nationality word inside a
+    // tagged name, place or address ("North American Van Lines") is part of that name.
+    let within = |kinds: &[EntityType]| -> Vec<Range<usize>> {
+        cands
+            .iter()
+            .filter(|c| kinds.contains(&c.entity))
+            .map(|c| c.span.clone())
+            .collect()
+    };
+    let addresses = within(&[EntityType::Address]);
+    let names = within(&[
+        EntityType::Address,
+        EntityType::Location,
+        EntityType::Organization,
+        EntityType::Person,
+    ]);
+    let inside = |spans: &[Range<usize>], s: &Range<usize>| {
+        spans.iter().any(|a| a.start <= s.start && s.end <= a.end)
+    };
+    // A name no longer than the word is the tagger's other reading of the word, not a name
+    // around it: the word list wins that one.
+    let within_longer = |spans: &[Range<usize>], s: &Range<usize>| {
+        spans
+            .iter()
+            .any(|a| a.start <= s.start && s.end <= a.end && a.len() > s.len())
+    };
+    cands.retain(|c| match c.entity {
+        EntityType::Postcode => !inside(&addresses, &c.span),
+        EntityType::Nrp => !within_longer(&names, &c.span),
+        _ => true,
+    });
     cands.sort_by(|a, b| {
         b.priority
             .cmp(&a.priority)

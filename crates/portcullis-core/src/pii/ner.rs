@@ -312,11 +312,14 @@ fn features(a: &[Atoms], i: usize, prev: usize, prev2: usize, out: &mut [u32; NF
     ];
 }
 
-/// Weights: an open-addressed table from feature key to one row of tag scores (key and row
-/// side by side, so a lookup touches one cache line).
+/// Weights: an open-addressed table from feature key to one row of tag scores. Keys sit in
+/// their own small array so that probing for the many features a model never saw touches no
+/// rows; a row is read only on a hit.
 #[derive(Debug, Clone)]
 pub struct Model {
-    slots: Vec<Slot>,
+    /// `(key, index into rows)`; key 0 marks an empty slot.
+    keys: Vec<(u32, u32)>,
+    rows: Vec<Row>,
     mask: usize,
     /// Dequantisation scale (weights are stored as i16).
     pub scale: f32,
@@ -329,11 +332,9 @@ pub struct Model {
     lexicon: Lexicon,
 }
 
+/// One row of tag weights (live features only: the rows stay small and dense).
 #[derive(Debug, Clone, Copy)]
-struct Slot {
-    key: u32,
-    w: [i16; NT],
-}
+struct Row([i16; NT]);
 
 const STARTER_BITS: usize = 1 << 16;
 const MAGIC: &[u8; 8] = b"PCNER\x00\x03\x00";
@@ -371,18 +372,25 @@ impl Model {
         lexicon: Lexicon,
     ) -> Model {
         let cap = (pairs.len() * 2).next_power_of_two().max(16);
-        let mut slots = vec![Slot { key: 0, w: [0; NT] }; cap];
+        let mut keys = vec![(0u32, 0u32); cap];
+        let mut rows = Vec::with_capacity(pairs.len());
         let mask = cap - 1;
         for (k, w) in pairs {
             let mut slot = slot_of(*k, mask);
-            while slots[slot].key != 0 && slots[slot].key != *k {
+            while keys[slot].0 != 0 && keys[slot].0 != *k {
                 slot = (slot + 1) & mask;
             }
-            slots[slot] = Slot { key: *k, w: *w };
+            if keys[slot].0 == *k {
+                rows[keys[slot].1 as usize] = Row(*w);
+            } else {
+                keys[slot] = (*k, rows.len() as u32);
+                rows.push(Row(*w));
+            }
         }
         Model {
-            live: slots.iter().filter(|s| s.key != 0).count(),
-            slots,
+            live: rows.len(),
+            keys,
+            rows,
             mask,
             scale,
             starters,
@@ -395,11 +403,11 @@ impl Model {
     fn row(&self, key: u32) -> Option<&[i16; NT]> {
         let mut slot = slot_of(key, self.mask);
         loop {
-            let s = &self.slots[slot];
-            if s.key == key {
-                return Some(&s.w);
+            let (k, i) = self.keys[slot];
+            if k == key {
+                return self.rows.get(i as usize).map(|r| &r.0);
             }
-            if s.key == 0 {
+            if k == 0 {
                 return None;
             }
             slot = (slot + 1) & self.mask;
@@ -432,12 +440,15 @@ impl Model {
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&(NT as u32).to_le_bytes());
         out.extend_from_slice(&self.scale.to_le_bytes());
-        let mut live: Vec<&Slot> = self.slots.iter().filter(|s| s.key != 0).collect();
-        live.sort_by_key(|s| s.key);
+        let mut live: Vec<(u32, &[i16; NT])> = (self.keys.iter())
+            .filter(|(k, _)| *k != 0)
+            .filter_map(|(k, i)| Some((*k, &self.rows.get(*i as usize)?.0)))
+            .collect();
+        live.sort_by_key(|(k, _)| *k);
         out.extend_from_slice(&(live.len() as u32).to_le_bytes());
-        for s in live {
-            out.extend_from_slice(&s.key.to_le_bytes());
-            for w in s.w {
+        for (key, row) in live {
+            out.extend_from_slice(&key.to_le_bytes());
+            for w in row {
                 out.extend_from_slice(&w.to_le_bytes());
             }
         }

@@ -209,7 +209,14 @@ pub(crate) fn find(text: &str, out: &mut Vec<Candidate>) {
             i += 1;
         }
         let word = &b[start..i];
-        if word.len() >= 3 && (i == b.len() || !b[i].is_ascii_digit()) && t.get(word) != 0 {
+        // "Czech Republic", "American Express": followed by a capitalised word, the adjective
+        // is part of a name, which the tagger judges whole.
+        let in_name = b.get(i) == Some(&b' ') && b.get(i + 1).is_some_and(u8::is_ascii_uppercase);
+        if word.len() >= 3
+            && (i == b.len() || !b[i].is_ascii_digit())
+            && !in_name
+            && t.get(word) != 0
+        {
             out.push(Candidate {
                 entity: EntityType::Nrp,
                 span: start..i,
@@ -237,5 +244,17 @@ mod tests {
         find("A Swedish firm, a swedish one, and Danishes", &mut v);
         assert_eq!(v.len(), 1);
         assert_eq!(v[0].span, 2..9);
+    }
+
+    #[test]
+    fn an_adjective_inside_a_name_is_left_to_the_tagger() {
+        let mut v = Vec::new();
+        find(
+            "She moved to the Czech Republic to work for American Express.",
+            &mut v,
+        );
+        assert!(v.is_empty());
+        find("Her colleague is Czech.", &mut v);
+        assert_eq!(v.len(), 1);
     }
 }
