@@ -43,6 +43,9 @@ pub struct Stage {
     pub mode: Mode,
     pub on_error: FailureMode,
     pub timeout: Option<Duration>,
+    /// An input check that runs while the upstream call is under way (it may block or flag,
+    /// not edit): its latency hides behind the model's, and a refusal discards the answer.
+    pub beside: bool,
 }
 
 impl Stage {
@@ -53,7 +56,14 @@ impl Stage {
             mode: Mode::Enforce,
             on_error: FailureMode::FailOpen,
             timeout: None,
+            beside: false,
         }
+    }
+
+    /// Runs the stage beside the upstream call instead of before it.
+    pub fn beside(mut self, beside: bool) -> Self {
+        self.beside = beside;
+        self
     }
 
     /// Sets the mode.
@@ -90,17 +100,63 @@ impl std::fmt::Debug for Stage {
 #[derive(Debug, Clone, Default)]
 pub struct Pipeline {
     input: Vec<Stage>,
+    beside: Vec<Stage>,
     output: Vec<Stage>,
 }
 
 impl Pipeline {
     /// A pipeline from its two ordered lists; `Off` stages are dropped here, once.
     pub fn new(input: Vec<Stage>, output: Vec<Stage>) -> Self {
-        let on = |v: Vec<Stage>| v.into_iter().filter(|s| s.mode != Mode::Off).collect();
+        let on = |v: Vec<Stage>| -> Vec<Stage> {
+            v.into_iter().filter(|s| s.mode != Mode::Off).collect()
+        };
+        let (beside, input) = on(input).into_iter().partition(|s| s.beside);
         Pipeline {
-            input: on(input),
+            input,
+            beside,
             output: on(output),
         }
+    }
+
+    /// The input stages that run beside the upstream call.
+    pub fn beside_stages(&self) -> &[Stage] {
+        &self.beside
+    }
+
+    /// Runs the beside stages over the request as it was sent; `Err` means the answer must be
+    /// discarded and the request refused. Their edits cannot apply (the request is gone) and
+    /// are recorded as findings only.
+    pub async fn run_beside(&self, req: &ChatRequest, ctx: &mut Context) -> Result<(), ApiError> {
+        if self.beside.is_empty() {
+            return Ok(());
+        }
+        let segments = req.segments();
+        for stage in &self.beside {
+            let started = Instant::now();
+            let result = {
+                let input = Input {
+                    request: req,
+                    segments: &segments,
+                };
+                call(stage, stage.guard.check_input(&input, ctx)).await
+            };
+            let mut record = record(stage, Direction::Input);
+            let refusal = match settle(stage, result, &mut record) {
+                Some(Verdict {
+                    action: Action::Block(e),
+                    ..
+                }) if stage.mode == Mode::Enforce => Some(e),
+                _ => None,
+            };
+            finish(ctx, record, started);
+            if let Some(e) = refusal {
+                return Err(e);
+            }
+            if let Some(Outcome::ErrorClosed) = ctx.trace.last().map(|r| r.outcome) {
+                return Err(fail_closed_error(stage));
+            }
+        }
+        Ok(())
     }
 
     /// The input stages, in order.
@@ -504,6 +560,41 @@ mod tests {
 
     fn stage(g: impl Guard + 'static) -> Stage {
         Stage::new(Arc::new(g))
+    }
+
+    #[tokio::test]
+    async fn beside_stages_judge_the_request_as_sent_and_never_edit_it() {
+        // The tattler runs beside the call: the ordinary stages pass the request, and the
+        // refusal comes from run_beside, after the redactor's edit (so it sees no secret
+        // here) or before any edit when the redactor is off.
+        let p = Pipeline::new(
+            vec![
+                stage(Redactor),
+                stage(Tattler).beside(true),
+                stage(Clamp).beside(true),
+            ],
+            vec![],
+        );
+        assert_eq!(p.input_stages().len(), 1);
+        assert_eq!(p.beside_stages().len(), 2);
+        let mut req = request("my secret is out");
+        req.temperature = Some(0.9);
+        let mut c = ctx();
+        p.run_input(&mut req, &mut c).await.unwrap();
+        assert!(p.run_beside(&req, &mut c).await.is_ok());
+        assert_eq!(
+            req.temperature,
+            Some(0.9),
+            "a beside stage cannot edit what was sent"
+        );
+
+        let p = Pipeline::new(vec![stage(Tattler).beside(true)], vec![]);
+        let mut req = request("my secret is out");
+        let mut c = ctx();
+        p.run_input(&mut req, &mut c).await.unwrap();
+        let e = p.run_beside(&req, &mut c).await.unwrap_err();
+        assert_eq!(e.code.as_deref(), Some("saw"));
+        assert_eq!(c.trace.last().map(|r| r.guard.as_str()), Some("tattler"));
     }
 
     #[tokio::test]

@@ -89,6 +89,9 @@ pub struct ParamsConfig {
     pub response_format: Option<ParamRule>,
     /// Policies for a team (`[params.teams.research]`), refining this one.
     pub teams: BTreeMap<String, ParamsConfig>,
+    /// Policies for one gateway key (`[params.keys.<key id>]`, the id `keys list` prints),
+    /// refining this one; a key wins over its team.
+    pub keys: BTreeMap<String, ParamsConfig>,
     /// Policies for a route (`[params.routes.rag]`, chosen by the `x-portcullis-route` header),
     /// refining this one; a route wins over a team.
     pub routes: BTreeMap<String, ParamsConfig>,
@@ -179,6 +182,7 @@ impl ParamsConfig {
             tool_choice: pick(&self.tool_choice, &over.tool_choice),
             response_format: pick(&self.response_format, &over.response_format),
             teams: BTreeMap::new(),
+            keys: BTreeMap::new(),
             routes: BTreeMap::new(),
         }
     }
@@ -250,6 +254,7 @@ fn merge(base: ParamRule, over: &ParamRule) -> ParamRule {
 pub struct ParamsGuard {
     policy: ParamPolicy,
     teams: BTreeMap<String, ParamPolicy>,
+    keys: BTreeMap<String, ParamPolicy>,
     routes: BTreeMap<String, ParamPolicy>,
 }
 
@@ -270,14 +275,21 @@ impl ParamsGuard {
         Ok(ParamsGuard {
             policy: config.resolve()?,
             teams: scoped(&config.teams, "teams")?,
+            keys: scoped(&config.keys, "keys")?,
             routes: scoped(&config.routes, "routes")?,
         })
     }
 
     /// The policy for a request from `team` on `route`.
-    pub fn policy_for(&self, team: Option<&str>, route: Option<&str>) -> &ParamPolicy {
+    pub fn policy_for(
+        &self,
+        key: Option<&str>,
+        team: Option<&str>,
+        route: Option<&str>,
+    ) -> &ParamPolicy {
         route
             .and_then(|r| self.routes.get(r))
+            .or_else(|| key.and_then(|k| self.keys.get(k)))
             .or_else(|| team.and_then(|t| self.teams.get(t)))
             .unwrap_or(&self.policy)
     }
@@ -398,7 +410,11 @@ impl Guard for ParamsGuard {
     }
 
     async fn check_input(&self, input: &Input<'_>, ctx: &Context) -> Result<Verdict, GuardError> {
-        let policy = self.policy_for(ctx.principal.team.as_deref(), ctx.route.as_deref());
+        let policy = self.policy_for(
+            Some(ctx.principal.key_id.as_str()),
+            ctx.principal.team.as_deref(),
+            ctx.route.as_deref(),
+        );
         Ok(match policy.apply(input.request) {
             Err(refusal) => refusal,
             Ok(sets) if sets.is_empty() => Verdict::allow(),
@@ -521,14 +537,14 @@ mod tests {
     async fn teams_and_routes_refine_the_default() {
         let g = ParamsGuard::new(
             &toml::from_str(
-                "preset = \"conservative\"\n[teams.research.temperature]\nmax = 1.0\n[routes.rag]\npin_model = \"gpt-4o-mini\"",
+                "preset = \"conservative\"\n[teams.research.temperature]\nmax = 1.0\n[routes.rag]\npin_model = \"gpt-4o-mini\"\n[keys.k-1.temperature]\nforce = 0.0",
             )
             .unwrap(),
         )
         .unwrap();
         let r = req(json!({"model":"gpt-4o","messages":[],"temperature":0.8}));
         let sets = |team: Option<&str>, route: Option<&str>| -> BTreeMap<String, Value> {
-            g.policy_for(team, route)
+            g.policy_for(None, team, route)
                 .apply(&r)
                 .unwrap()
                 .into_iter()
@@ -545,6 +561,18 @@ mod tests {
             sets(Some("research"), Some("rag"))["model"],
             json!("gpt-4o-mini")
         );
+        let key: BTreeMap<String, Value> = g
+            .policy_for(Some("k-1"), Some("research"), None)
+            .apply(&r)
+            .unwrap()
+            .into_iter()
+            .collect();
+        assert_eq!(
+            key["temperature"],
+            json!(0.0),
+            "a key's policy wins over its team's"
+        );
+        assert_eq!(key["max_tokens"], json!(500));
         assert!(
             ParamsGuard::new(
                 &toml::from_str("[teams.x.temperature]\nmin = 2.0\nmax = 1.0").unwrap()

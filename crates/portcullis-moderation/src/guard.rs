@@ -119,6 +119,10 @@ pub struct ModerationConfig {
     pub cache_size: usize,
     /// Which parts of a request are moderated.
     pub sources: Vec<Source>,
+    /// Moderate the request while the model is already answering it (saves the moderation
+    /// round trip on every allowed request); a flagged request's answer is discarded and the
+    /// client refused the same way. The model does see flagged text in this mode.
+    pub concurrent: bool,
 }
 
 impl Default for ModerationConfig {
@@ -132,6 +136,7 @@ impl Default for ModerationConfig {
             fallback: Fallback::Local,
             cache_size: 4096,
             sources: vec![Source::User, Source::Tool, Source::Document],
+            concurrent: false,
         }
     }
 }

@@ -50,7 +50,9 @@ pub fn build(config: &Config, upstream: &Upstream) -> Result<Pipeline, StartErro
                     .map_err(|e| guard_error("params", e))?;
                 Some(stage(&config.params, Arc::new(g)))
             }
-            "moderation" if config.moderation.config.input => Some(moderation(config, upstream)?),
+            "moderation" if config.moderation.config.input => {
+                Some(moderation(config, upstream)?.beside(config.moderation.config.concurrent))
+            }
             "pii" if config.pii.config.input => Some(pii(config)?),
             "injection" => {
                 let g = portcullis_injection::InjectionGuard::new(&config.injection.config)

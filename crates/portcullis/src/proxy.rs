@@ -82,11 +82,18 @@ pub async fn chat(
         }
     };
     let sent = Instant::now();
-    let resp = match app
+    let call = app
         .upstream
-        .send(reqwest::Method::POST, "/chat/completions", Some(body))
-        .await
-    {
+        .send(reqwest::Method::POST, "/chat/completions", Some(body));
+    // Checks configured to run beside the call (concurrent moderation) judge the request
+    // while the model answers; their refusal wins over whatever the model said.
+    let (beside, resp) = tokio::join!(app.pipeline.run_beside(&req, &mut ctx), call);
+    if let Err(refusal) = beside {
+        trail.upstream_ms = Some(sent.elapsed().as_millis() as u64);
+        discard_answer(&app, ticket, &req, resp, &mut trail).await;
+        return app.refuse_with(trail, refusal, &ctx);
+    }
+    let resp = match resp {
         Ok(r) => r,
         Err(e) => {
             app.books.release(ticket).await;
@@ -142,6 +149,31 @@ pub async fn chat(
         HeaderValue::from_static("application/json"),
     );
     r.with_headers(rate_headers)
+}
+
+/// Drops an answer a beside check refused. A complete answer was paid for, so its usage is
+/// booked; a stream is cut (the provider stops generating) and its reservation released.
+async fn discard_answer(
+    app: &App,
+    ticket: crate::books::Ticket,
+    req: &ChatRequest,
+    resp: Result<reqwest::Response, ApiError>,
+    trail: &mut Trail,
+) {
+    let answer = match resp {
+        Ok(r) if r.status().is_success() && !req.is_stream() => r.bytes().await.ok(),
+        _ => None,
+    };
+    let usage = answer
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        .and_then(|v| Usage::from_json(&v));
+    match usage {
+        Some(u) => {
+            app.books.settle(ticket, &req.model, Some(&u)).await;
+            trail.usage(Some(&u), &app.books, &req.model);
+        }
+        None => app.books.release(ticket).await,
+    }
 }
 
 /// Parses and bounds a chat request; errors name the field at fault.
