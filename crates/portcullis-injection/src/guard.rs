@@ -5,6 +5,7 @@ use crate::detector::Detector;
 use portcullis_core::guard::{Edit, GuardError, Input, Output, Verdict};
 use portcullis_core::{ApiError, Context, Finding, Guard, Location, Message, Source};
 use serde::Deserialize;
+use std::collections::BTreeMap;
 
 /// What to do with a text scored as an attack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -179,6 +180,38 @@ pub struct SpotlightConfig {
     pub mode: SpotlightMode,
     /// Which sources to wrap.
     pub sources: Vec<Source>,
+    /// Settings for a route (`[spotlight.routes.rag]`, chosen by the `x-portcullis-route`
+    /// header), e.g. user text wrapped too on a RAG route, or spotlighting off on a plain one.
+    pub routes: BTreeMap<String, SpotlightRoute>,
+}
+
+/// `[spotlight.routes.NAME]`: what a route changes; the rest is inherited.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SpotlightRoute {
+    pub mode: Option<SpotlightMode>,
+    pub sources: Option<Vec<Source>>,
+}
+
+impl SpotlightConfig {
+    /// Whether any request (on any route) can be spotlighted.
+    pub fn is_on(&self) -> bool {
+        self.mode != SpotlightMode::Off
+            || self
+                .routes
+                .values()
+                .any(|r| r.mode.is_some_and(|m| m != SpotlightMode::Off))
+    }
+
+    /// The mode and sources for a request on `route`.
+    fn for_route(&self, route: Option<&str>) -> (SpotlightMode, &[Source]) {
+        let r = route.and_then(|r| self.routes.get(r));
+        (
+            r.and_then(|r| r.mode).unwrap_or(self.mode),
+            r.and_then(|r| r.sources.as_deref())
+                .unwrap_or(&self.sources),
+        )
+    }
 }
 
 impl Default for SpotlightConfig {
@@ -187,6 +220,7 @@ impl Default for SpotlightConfig {
         SpotlightConfig {
             mode: SpotlightMode::Delimit,
             sources: vec![Source::Tool, Source::Document],
+            routes: BTreeMap::new(),
         }
     }
 }
@@ -256,11 +290,8 @@ impl Guard for SpotlightGuard {
     }
 
     async fn check_input(&self, input: &Input<'_>, ctx: &Context) -> Result<Verdict, GuardError> {
-        if self.config.mode == SpotlightMode::Off
-            || !input
-                .segments
-                .iter()
-                .any(|s| self.config.sources.contains(&s.source))
+        let (mode, sources) = self.config.for_route(ctx.route.as_deref());
+        if mode == SpotlightMode::Off || !input.segments.iter().any(|s| sources.contains(&s.source))
         {
             return Ok(Verdict::allow());
         }
@@ -268,11 +299,11 @@ impl Guard for SpotlightGuard {
         let marker = format!("^{}", ctx.secret("datamark", 6));
         let mut edits = Vec::new();
         for (i, seg) in input.segments.iter().enumerate() {
-            if !self.config.sources.contains(&seg.source) {
+            if !sources.contains(&seg.source) {
                 continue;
             }
             let clean = neutralise(&seg.text, &tag);
-            let wrapped = match self.config.mode {
+            let wrapped = match mode {
                 SpotlightMode::Delimit => format!("<{tag}>\n{clean}\n</{tag}>"),
                 SpotlightMode::Datamark => {
                     let marked = clean.split_whitespace().collect::<Vec<_>>().join(&marker);
@@ -293,7 +324,7 @@ impl Guard for SpotlightGuard {
         if edits.is_empty() {
             return Ok(Verdict::allow());
         }
-        let how = match self.config.mode {
+        let how = match mode {
             SpotlightMode::Datamark => {
                 format!(" Inside them, words are joined by the marker {marker}.")
             }
@@ -498,6 +529,7 @@ mod tests {
                 &SpotlightConfig {
                     mode: SpotlightMode::Delimit,
                     sources: vec![Source::User],
+                    routes: BTreeMap::new(),
                 },
             )))],
             vec![],
@@ -519,6 +551,44 @@ mod tests {
         // Another request gets another boundary.
         let other = Context::new("u", Principal::default());
         assert_ne!(other.secret("spotlight", 16), ctx.secret("spotlight", 16));
+    }
+
+    #[tokio::test]
+    async fn a_route_can_turn_spotlighting_on_for_user_text_or_off() {
+        let config: SpotlightConfig = serde_json::from_value(serde_json::json!({
+            "mode": "off",
+            "routes": {"rag": {"mode": "datamark", "sources": ["user", "document"]},
+                       "plain": {"sources": ["tool"]}}}))
+        .unwrap();
+        assert!(config.is_on());
+        let p = Pipeline::new(
+            vec![Stage::new(Arc::new(SpotlightGuard::new(&config)))],
+            vec![],
+        );
+        let run = |route: Option<&str>| {
+            let p = p.clone();
+            let route = route.map(str::to_owned);
+            async move {
+                let mut r = req(serde_json::json!({"model": "m", "messages": [
+                    {"role": "user", "content": "what does the page say"}]}));
+                let mut ctx = Context::new("t", Principal::default());
+                ctx.route = route;
+                p.run_input(&mut r, &mut ctx).await.unwrap();
+                (r, ctx)
+            }
+        };
+        let (r, _) = run(None).await;
+        assert_eq!(r.messages.len(), 1, "off by default: nothing added");
+        let (r, _) = run(Some("plain")).await;
+        assert_eq!(r.messages.len(), 1, "the route inherits mode = off");
+        let (r, ctx) = run(Some("rag")).await;
+        assert_eq!(r.messages.len(), 2, "the preamble is added");
+        let marker = format!("^{}", ctx.secret("datamark", 6));
+        let user = serde_json::to_value(&r.messages[1]).unwrap()["content"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(user.contains(&format!("what{marker}does")));
     }
 
     #[tokio::test]

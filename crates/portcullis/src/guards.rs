@@ -59,9 +59,7 @@ pub fn build(config: &Config, upstream: &Upstream) -> Result<Pipeline, StartErro
                     .map_err(|e| guard_error("injection", e))?;
                 Some(stage(&config.injection, Arc::new(g)))
             }
-            "spotlight"
-                if config.spotlight.config.mode != portcullis_injection::SpotlightMode::Off =>
-            {
+            "spotlight" if config.spotlight.config.is_on() => {
                 let g = portcullis_injection::SpotlightGuard::new(&config.spotlight.config);
                 Some(stage(&config.spotlight, Arc::new(g)))
             }
