@@ -22,6 +22,8 @@ pub struct App {
     pub audit: AuditWriter,
     pub books: Books,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Per-user counts of flagged requests, for the `user_flag_burst` alert.
+    pub flags: crate::anomaly::FlagWatch,
 }
 
 /// The authenticated gateway key behind a request.
@@ -115,7 +117,9 @@ impl App {
             store.clone(),
             metrics.clone(),
         );
+        let flags = crate::anomaly::FlagWatch::new(&config.alerts);
         Ok(App {
+            flags,
             config,
             pipeline,
             upstream,
@@ -192,7 +196,23 @@ impl App {
         if let Some(ms) = trail.upstream_ms {
             m.upstream_latency.observe(ms as f64 / 1000.0);
         }
+        let mut flagged = false;
         for g in &ctx.trace {
+            use portcullis_core::Outcome;
+            if matches!(
+                g.outcome,
+                Outcome::Flag | Outcome::Block | Outcome::WouldBlock
+            ) {
+                flagged = true;
+                for f in &g.findings {
+                    m.findings
+                        .get_or_create(&crate::metrics::FindingLabels {
+                            guard: g.guard.clone(),
+                            kind: f.kind.clone(),
+                        })
+                        .inc();
+                }
+            }
             m.guard_outcomes
                 .get_or_create(&crate::metrics::GuardLabels {
                     guard: g.guard.clone(),
@@ -203,6 +223,19 @@ impl App {
                         .unwrap_or_default(),
                 })
                 .inc();
+        }
+        if flagged
+            && let Some(n) = self
+                .flags
+                .record(&ctx.principal.user, std::time::Instant::now())
+        {
+            m.alert(
+                "user_flag_burst",
+                &format!(
+                    "user '{}' had {n} flagged or blocked requests within {} s",
+                    ctx.principal.user, self.config.alerts.window_s
+                ),
+            );
         }
         let record = trail.into_record(ctx, error);
         m.requests

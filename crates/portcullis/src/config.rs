@@ -52,6 +52,7 @@ pub struct Config {
     pub spotlight: Section<portcullis_injection::SpotlightConfig>,
     pub canary: Section<portcullis_injection::CanaryConfig>,
     pub moderation: Section<portcullis_moderation::ModerationConfig>,
+    pub alerts: crate::anomaly::AlertsConfig,
     /// Where the config came from, for messages (`<defaults>` when no file).
     #[serde(skip)]
     pub source: String,

@@ -9,6 +9,7 @@
 //! - [`mock`]: the built-in deterministic upstream. [`upstream`]: the provider client.
 //! - [`cli`]: the commands other than `serve`.
 
+mod anomaly;
 mod app;
 mod audit;
 mod books;

@@ -24,6 +24,12 @@ pub struct GuardLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FindingLabels {
+    pub guard: String,
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabels {
     pub kind: String,
 }
@@ -33,6 +39,7 @@ pub struct Metrics {
     registry: Registry,
     pub requests: Family<RequestLabels, Counter>,
     pub guard_outcomes: Family<GuardLabels, Counter>,
+    pub findings: Family<FindingLabels, Counter>,
     pub alerts: Family<KindLabels, Counter>,
     pub tokens: Family<KindLabels, Counter>,
     pub cost_micros: Counter,
@@ -54,6 +61,12 @@ impl Default for Metrics {
             "guard_outcomes",
             "Guard verdicts by guard, direction and outcome",
             guard_outcomes.clone(),
+        );
+        let findings = Family::<FindingLabels, Counter>::default();
+        registry.register(
+            "findings",
+            "What flagged or blocked requests and answers held (moderation categories, attack signals, entity types), by guard",
+            findings.clone(),
         );
         let alerts = Family::<KindLabels, Counter>::default();
         registry.register("alerts", "Alerts raised, by kind", alerts.clone());
@@ -85,6 +98,7 @@ impl Default for Metrics {
             registry,
             requests,
             guard_outcomes,
+            findings,
             alerts,
             tokens,
             cost_micros,
