@@ -199,6 +199,21 @@ impl App {
         let mut flagged = false;
         for g in &ctx.trace {
             use portcullis_core::Outcome;
+            if matches!(g.outcome, Outcome::ErrorOpen | Outcome::ErrorClosed) {
+                let how = if g.outcome == Outcome::ErrorOpen {
+                    "failed open"
+                } else {
+                    "failed closed"
+                };
+                m.alert(
+                    "guard_unavailable",
+                    &format!(
+                        "guard '{}' could not decide and {how}: {}",
+                        g.guard,
+                        g.error.as_deref().unwrap_or("no detail")
+                    ),
+                );
+            }
             if matches!(
                 g.outcome,
                 Outcome::Flag | Outcome::Block | Outcome::WouldBlock

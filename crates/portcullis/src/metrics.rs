@@ -45,7 +45,13 @@ pub struct Metrics {
     pub cost_micros: Counter,
     pub latency: Histogram,
     pub upstream_latency: Histogram,
+    /// When each alert kind was last logged: during an outage the counter counts every
+    /// event, the log says so once per [`ALERT_LOG_EVERY`].
+    last_logged: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
+
+/// Shortest gap between two log lines of one alert kind.
+pub const ALERT_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -104,6 +110,7 @@ impl Default for Metrics {
             cost_micros,
             latency,
             upstream_latency,
+            last_logged: Default::default(),
         }
     }
 }
@@ -118,7 +125,19 @@ impl Metrics {
 
     /// Raises an alert: a WARN line operators can route, and a counter they can graph.
     pub fn alert(&self, kind: &str, detail: &str) {
-        tracing::warn!(alert = kind, "{detail}");
+        let now = std::time::Instant::now();
+        let log = self.last_logged.lock().map_or(true, |mut last| {
+            let due = last
+                .get(kind)
+                .is_none_or(|t| now.duration_since(*t) >= ALERT_LOG_EVERY);
+            if due {
+                last.insert(kind.to_owned(), now);
+            }
+            due
+        });
+        if log {
+            tracing::warn!(alert = kind, "{detail}");
+        }
         self.alerts
             .get_or_create(&KindLabels {
                 kind: kind.to_owned(),
@@ -135,6 +154,10 @@ mod tests {
     fn alerts_count_and_render() {
         let m = Metrics::default();
         m.alert("limits_backend_down", "redis unreachable");
+        m.alert(
+            "limits_backend_down",
+            "still unreachable (counted, not logged again)",
+        );
         m.requests
             .get_or_create(&RequestLabels {
                 route: "/v1/chat/completions".into(),
@@ -144,7 +167,7 @@ mod tests {
             .inc();
         let text = m.render();
         assert!(
-            text.contains("portcullis_alerts_total{kind=\"limits_backend_down\"} 1"),
+            text.contains("portcullis_alerts_total{kind=\"limits_backend_down\"} 2"),
             "{text}"
         );
         assert!(text.contains("portcullis_requests_total{route=\"/v1/chat/completions\",status=\"200\",outcome=\"allowed\"} 1"), "{text}");

@@ -1,4 +1,6 @@
 """Model layer through the official SDK: parameter policy and moderation (issue 7)."""
+import urllib.request
+
 import openai
 import pytest
 from openai import OpenAI
@@ -102,6 +104,10 @@ on_error = "fail_open"
     r = client(opened).chat.completions.create(
         model="gpt-4o-mini", messages=[{"role": "user", "content": "hello"}])
     assert r.choices[0].message.content == "Echo: hello"
+    # Both outages raised the operators' alert.
+    for gw in (closed, opened):
+        metrics = urllib.request.urlopen(gw.url.removesuffix("/v1") + "/metrics").read().decode()
+        assert 'portcullis_alerts_total{kind="guard_unavailable"} 1' in metrics, metrics
     fallback = make_gateway(extra_args=["--upstream", upstream.url], config_text="""
 [moderation]
 provider = "upstream"
