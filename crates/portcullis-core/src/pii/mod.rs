@@ -182,7 +182,7 @@ pub fn scan_with(
     {
         tagger.find(t, &mut cands);
     }
-    let kept = resolve(cands, opts.min_score);
+    let kept = join_address_lines(resolve(cands, opts.min_score), t);
     kept.into_iter()
         .map(|c| Detection {
             entity: c.entity,
@@ -192,6 +192,34 @@ pub fn scan_with(
             obfuscated: norm.changed() && norm.range_was_altered(c.span, text),
         })
         .collect()
+}
+
+/// A postal address runs on: street, then town, region, country and postcode, separated
+/// only by commas and line breaks. A place or postcode that continues an address is a line of
+/// that address, not a finding of its own.
+fn join_address_lines(kept: Vec<Candidate>, text: &str) -> Vec<Candidate> {
+    let mut out: Vec<Candidate> = Vec::with_capacity(kept.len());
+    for c in kept {
+        if let Some(last) = out.last_mut()
+            && last.entity == EntityType::Address
+            && matches!(
+                c.entity,
+                EntityType::Location | EntityType::Postcode | EntityType::Address
+            )
+            && text.get(last.span.end..c.span.start).is_some_and(|gap| {
+                gap.len() <= 6
+                    && gap.bytes().filter(|b| *b == b'\n').count() <= 1
+                    && gap
+                        .bytes()
+                        .all(|b| matches!(b, b' ' | b'\t' | b'\n' | b',' | b'.'))
+            })
+        {
+            last.span.end = c.span.end;
+            continue;
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// Drops weak candidates and resolves overlaps: higher priority, then higher score, then longer.
@@ -262,6 +290,37 @@ mod tests {
             .into_iter()
             .map(|d| (d.entity, &text[d.span]))
             .collect()
+    }
+
+    #[test]
+    fn the_lines_of_an_address_join_it() {
+        let cand = |entity, span: Range<usize>| Candidate {
+            entity,
+            span,
+            score: 0.9,
+            recognizer: "test",
+            priority: 1,
+        };
+        let text = "Send it to 12 Main St, Springfield\n 62704 and to Paris too";
+        let kept = join_address_lines(
+            vec![
+                cand(EntityType::Address, 11..21),
+                cand(EntityType::Location, 23..34),
+                cand(EntityType::Postcode, 36..41),
+                cand(EntityType::Location, 49..54),
+            ],
+            text,
+        );
+        assert_eq!(kept.len(), 2);
+        assert_eq!(
+            &text[kept[0].span.clone()],
+            "12 Main St, Springfield\n 62704"
+        );
+        assert_eq!(
+            &text[kept[1].span.clone()],
+            "Paris",
+            "a place after other words stays"
+        );
     }
 
     #[test]
