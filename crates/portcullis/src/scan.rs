@@ -80,7 +80,11 @@ pub async fn run(
             messages,
             ..ChatRequest::default()
         };
-        let r = pipeline.run_input(&mut req, ctx).await;
+        // No model call to run beside: checks configured to run concurrently judge here too.
+        let mut r = pipeline.run_input(&mut req, ctx).await;
+        if r.is_ok() {
+            r = pipeline.run_beside(&req, ctx).await;
+        }
         (r.is_ok(), r.err(), json!({"messages": req.messages}))
     };
     let outcome = if !verdict {

@@ -105,6 +105,16 @@ fn concurrent_moderation_refuses_a_flagged_request_and_discards_its_answer() {
     let text = r.text().unwrap();
     assert!(text.contains("content_policy_violation") && !text.contains("streamed"));
 
+    // /v1/scan has no model call to run beside: the concurrent check judges there too.
+    let r = gw.post(
+        "/v1/scan",
+        &gw.key,
+        &json!({"text": "MOCK_VIOLENCE in a scan", "direction": "input"}),
+    );
+    assert_eq!(r.status(), 200);
+    let report: Value = r.json().unwrap();
+    assert_eq!(report["verdict"], "block", "{report}");
+
     // A calm request is answered as usual.
     let r = gw.post(
         "/v1/chat/completions",
