@@ -1,5 +1,5 @@
 //! What `portcullis eval moderation --data FILE…` prints, without building the gateway.
-//! `cargo run --release -p portcullis-moderation --example eval -- FILE…`
+//! `cargo run --release -p portcullis-moderation --example moderation_eval -- FILE…`
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 fn main() {

@@ -1,5 +1,5 @@
-//! `eval FILE…`: what `portcullis eval injection --data FILE…` prints, without building the
-//! gateway. `cargo run --release -p portcullis-injection --example eval -- ../shared/data/xstest/data.jsonl`
+//! `injection_eval FILE…`: what `portcullis eval injection --data FILE…` prints, without building the
+//! gateway. `cargo run --release -p portcullis-injection --example injection_eval -- ../shared/data/xstest/data.jsonl`
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 fn main() {
