@@ -132,29 +132,15 @@ impl Pipeline {
         }
         let segments = req.segments();
         for stage in &self.beside {
-            let started = Instant::now();
-            let result = {
-                let input = Input {
-                    request: req,
-                    segments: &segments,
-                };
-                call(stage, stage.guard.check_input(&input, ctx)).await
-            };
-            let mut record = record(stage, Direction::Input);
-            let refusal = match settle(stage, result, &mut record) {
+            let (verdict, record, started) = judge_input(stage, req, &segments, ctx).await;
+            let refusal = match verdict {
                 Some(Verdict {
                     action: Action::Block(e),
                     ..
                 }) if stage.mode == Mode::Enforce => Some(e),
                 _ => None,
             };
-            finish(ctx, record, started);
-            if let Some(e) = refusal {
-                return Err(e);
-            }
-            if let Some(Outcome::ErrorClosed) = ctx.trace.last().map(|r| r.outcome) {
-                return Err(fail_closed_error(stage));
-            }
+            conclude(stage, ctx, record, started, refusal)?;
         }
         Ok(())
     }
@@ -182,16 +168,7 @@ impl Pipeline {
     ) -> Result<(), ApiError> {
         let mut segments = req.segments();
         for stage in &self.input {
-            let started = Instant::now();
-            let result = {
-                let input = Input {
-                    request: req,
-                    segments: &segments,
-                };
-                call(stage, stage.guard.check_input(&input, ctx)).await
-            };
-            let mut record = record(stage, Direction::Input);
-            let verdict = settle(stage, result, &mut record);
+            let (verdict, mut record, started) = judge_input(stage, req, &segments, ctx).await;
             let refusal = match verdict {
                 Some(Verdict {
                     action: Action::Transform(edits),
@@ -207,13 +184,7 @@ impl Pipeline {
                 }) if stage.mode == Mode::Enforce => Some(e),
                 _ => None,
             };
-            finish(ctx, record, started);
-            if let Some(e) = refusal {
-                return Err(e);
-            }
-            if let Some(Outcome::ErrorClosed) = ctx.trace.last().map(|r| r.outcome) {
-                return Err(fail_closed_error(stage));
-            }
+            conclude(stage, ctx, record, started, refusal)?;
         }
         Ok(())
     }
@@ -294,6 +265,42 @@ impl Pipeline {
         }
         Ok(())
     }
+}
+
+/// Asks one input stage for its verdict on the request as it stands.
+async fn judge_input(
+    stage: &Stage,
+    req: &ChatRequest,
+    segments: &[Segment],
+    ctx: &Context,
+) -> (Option<Verdict>, GuardRecord, Instant) {
+    let started = Instant::now();
+    let input = Input {
+        request: req,
+        segments,
+    };
+    let result = call(stage, stage.guard.check_input(&input, ctx)).await;
+    let mut record = record(stage, Direction::Input);
+    let verdict = settle(stage, result, &mut record);
+    (verdict, record, started)
+}
+
+/// Records a stage's verdict; `Err` when it refused or failed closed.
+fn conclude(
+    stage: &Stage,
+    ctx: &mut Context,
+    record: GuardRecord,
+    started: Instant,
+    refusal: Option<ApiError>,
+) -> Result<(), ApiError> {
+    finish(ctx, record, started);
+    if let Some(e) = refusal {
+        return Err(e);
+    }
+    if let Some(Outcome::ErrorClosed) = ctx.trace.last().map(|r| r.outcome) {
+        return Err(fail_closed_error(stage));
+    }
+    Ok(())
 }
 
 async fn call<F>(stage: &Stage, fut: F) -> Result<Verdict, GuardError>
