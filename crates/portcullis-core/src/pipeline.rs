@@ -133,13 +133,7 @@ impl Pipeline {
         let segments = req.segments();
         for stage in &self.beside {
             let (verdict, record, started) = judge_input(stage, req, &segments, ctx).await;
-            let refusal = match verdict {
-                Some(Verdict {
-                    action: Action::Block(e),
-                    ..
-                }) if stage.mode == Mode::Enforce => Some(e),
-                _ => None,
-            };
+            let refusal = enforced_block(stage, verdict);
             conclude(stage, ctx, record, started, refusal)?;
         }
         Ok(())
@@ -178,11 +172,7 @@ impl Pipeline {
                     segments = req.segments();
                     None
                 }
-                Some(Verdict {
-                    action: Action::Block(e),
-                    ..
-                }) if stage.mode == Mode::Enforce => Some(e),
-                _ => None,
+                other => enforced_block(stage, other),
             };
             conclude(stage, ctx, record, started, refusal)?;
         }
@@ -249,19 +239,9 @@ impl Pipeline {
                     apply_text_edits(segments, &edits, floor);
                     None
                 }
-                Some(Verdict {
-                    action: Action::Block(e),
-                    ..
-                }) if stage.mode == Mode::Enforce => Some(e),
-                _ => None,
+                other => enforced_block(stage, other),
             };
-            finish(ctx, record, started);
-            if let Some(e) = refusal {
-                return Err(e);
-            }
-            if let Some(Outcome::ErrorClosed) = ctx.trace.last().map(|r| r.outcome) {
-                return Err(fail_closed_error(stage));
-            }
+            conclude(stage, ctx, record, started, refusal)?;
         }
         Ok(())
     }
@@ -283,6 +263,17 @@ async fn judge_input(
     let mut record = record(stage, Direction::Input);
     let verdict = settle(stage, result, &mut record);
     (verdict, record, started)
+}
+
+/// The refusal in a verdict, when the stage enforces (a monitoring stage only records).
+fn enforced_block(stage: &Stage, verdict: Option<Verdict>) -> Option<ApiError> {
+    match verdict {
+        Some(Verdict {
+            action: Action::Block(e),
+            ..
+        }) if stage.mode == Mode::Enforce => Some(e),
+        _ => None,
+    }
 }
 
 /// Records a stage's verdict; `Err` when it refused or failed closed.
