@@ -26,6 +26,7 @@ pub mod segment;
 pub mod stream;
 
 pub mod text;
+pub mod throughput;
 pub mod tokens;
 
 pub use chat::{ChatRequest, Content, Message, Role, Usage};

@@ -280,7 +280,8 @@ impl ParamsGuard {
         })
     }
 
-    /// The policy for a request from `team` on `route`.
+    /// The policy for a request with gateway key `key`, from `team`, on `route` (the most
+    /// specific one configured: route, then key, then team, then the default).
     pub fn policy_for(
         &self,
         key: Option<&str>,

@@ -13,10 +13,10 @@ use crate::detector::{DIMS, Model, View, dedup, features, windows};
 use crate::normalize::fold;
 use crate::rules;
 use portcullis_core::hash::{dataset_name, fnv1a};
+use portcullis_core::throughput::steady_mb_per_s;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 /// Why a lab command failed.
 #[derive(Debug, thiserror::Error)]
@@ -306,21 +306,17 @@ pub fn evaluate(model: &Model, data: &[Example]) -> Value {
             }
         }
     }
-    // Throughput is timed after that first pass (which filled the regex engines' lazy DFA
-    // caches, as the gateway's warm-up does), over whole passes until half a second has been
-    // timed: the steady state of a running gateway, not timer noise.
-    let (mut bytes, mut secs) = (0usize, 0f64);
-    for _ in 0..20 {
-        let t0 = Instant::now();
-        for e in data.iter().filter(|e| e.attack.is_some()) {
-            std::hint::black_box(model.score_document(&e.text));
-            bytes += e.text.len();
-        }
-        secs += t0.elapsed().as_secs_f64();
-        if secs >= 0.5 || bytes == 0 {
-            break;
-        }
-    }
+    // Timed after that first pass, which warmed the regex engines up as the gateway's
+    // warm-up does.
+    let mb_per_s = steady_mb_per_s(|| {
+        data.iter()
+            .filter(|e| e.attack.is_some())
+            .map(|e| {
+                std::hint::black_box(model.score_document(&e.text));
+                e.text.len()
+            })
+            .sum()
+    });
     let t = model.threshold;
     let tp = attacks.iter().filter(|s| **s >= t).count();
     let fp = benign.iter().filter(|s| **s >= t).count();
@@ -341,7 +337,7 @@ pub fn evaluate(model: &Model, data: &[Example]) -> Value {
         "n_attack": attacks.len(),
         "n_benign": benign.len(),
         "n_ignored": ignored,
-        "mb_per_s": round(bytes as f64 / 1e6 / secs.max(1e-9)),
+        "mb_per_s": round(mb_per_s),
     })
 }
 

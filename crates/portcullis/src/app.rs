@@ -196,49 +196,12 @@ impl App {
         if let Some(ms) = trail.upstream_ms {
             m.upstream_latency.observe(ms as f64 / 1000.0);
         }
-        let mut flagged = false;
-        for g in &ctx.trace {
-            use portcullis_core::Outcome;
-            if matches!(g.outcome, Outcome::ErrorOpen | Outcome::ErrorClosed) {
-                let how = if g.outcome == Outcome::ErrorOpen {
-                    "failed open"
-                } else {
-                    "failed closed"
-                };
-                m.alert(
-                    "guard_unavailable",
-                    &format!(
-                        "guard '{}' could not decide and {how}: {}",
-                        g.guard,
-                        g.error.as_deref().unwrap_or("no detail")
-                    ),
-                );
-            }
-            if matches!(
-                g.outcome,
-                Outcome::Flag | Outcome::Block | Outcome::WouldBlock
-            ) {
-                flagged = true;
-                for f in &g.findings {
-                    m.findings
-                        .get_or_create(&crate::metrics::FindingLabels {
-                            guard: g.guard.clone(),
-                            kind: f.kind.clone(),
-                        })
-                        .inc();
-                }
-            }
-            m.guard_outcomes
-                .get_or_create(&crate::metrics::GuardLabels {
-                    guard: g.guard.clone(),
-                    direction: format!("{:?}", g.direction).to_lowercase(),
-                    outcome: serde_json::to_value(g.outcome)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_owned))
-                        .unwrap_or_default(),
-                })
-                .inc();
-        }
+        // Every guard's verdict is counted (not short-circuited): one flag makes the request
+        // flagged.
+        let flagged = ctx
+            .trace
+            .iter()
+            .fold(false, |flagged, g| m.observe_guard(g) | flagged);
         if flagged
             && let Some(n) = self
                 .flags

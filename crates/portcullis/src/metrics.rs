@@ -2,6 +2,7 @@
 //! An alert is a WARN log line with `alert=<kind>` plus a counter, so both log pipelines and
 //! Prometheus rules can page on it.
 
+use portcullis_core::{GuardRecord, Outcome};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -121,6 +122,51 @@ impl Metrics {
         let mut out = String::new();
         let _ = encode(&mut out, &self.registry);
         out
+    }
+
+    /// Counts one guard's verdict on a request (its outcome; the findings of a flag or block)
+    /// and alerts when the guard could not decide. Returns whether it flagged or blocked.
+    pub fn observe_guard(&self, g: &GuardRecord) -> bool {
+        if matches!(g.outcome, Outcome::ErrorOpen | Outcome::ErrorClosed) {
+            let how = if g.outcome == Outcome::ErrorOpen {
+                "failed open"
+            } else {
+                "failed closed"
+            };
+            self.alert(
+                "guard_unavailable",
+                &format!(
+                    "guard '{}' could not decide and {how}: {}",
+                    g.guard,
+                    g.error.as_deref().unwrap_or("no detail")
+                ),
+            );
+        }
+        let flagged = matches!(
+            g.outcome,
+            Outcome::Flag | Outcome::Block | Outcome::WouldBlock
+        );
+        if flagged {
+            for f in &g.findings {
+                self.findings
+                    .get_or_create(&FindingLabels {
+                        guard: g.guard.clone(),
+                        kind: f.kind.clone(),
+                    })
+                    .inc();
+            }
+        }
+        self.guard_outcomes
+            .get_or_create(&GuardLabels {
+                guard: g.guard.clone(),
+                direction: format!("{:?}", g.direction).to_lowercase(),
+                outcome: serde_json::to_value(g.outcome)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default(),
+            })
+            .inc();
+        flagged
     }
 
     /// Raises an alert: a WARN line operators can route, and a counter they can graph.

@@ -96,6 +96,17 @@ fn concurrent_moderation_refuses_a_flagged_request_and_discards_its_answer() {
             .contains("MOCK_VIOLENCE")),
         "the model was already asked"
     );
+    let metrics = gw
+        .client()
+        .get(format!("{}/metrics", gw.base))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        metrics.contains("portcullis_tokens_total{kind=\"prompt\"}"),
+        "the discarded answer's usage was booked: {metrics}"
+    );
 
     // Streamed: refused before the first chunk, as a plain error response.
     let mut body = Gateway::chat_body("gpt-4o-mini", "MOCK_VIOLENCE MOCK_SAY: streamed");

@@ -10,6 +10,7 @@
 use super::ner::{Model, Tagger, Trainer, gold_tags, lexicon, tokenize};
 use super::{Detection, EntityType, ScanOptions, scan_with};
 use crate::hash::{dataset_name, fnv1a};
+use crate::throughput::steady_mb_per_s;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
@@ -380,26 +381,19 @@ fn score(examples: &[Example], tagger: &Tagger<'_>) -> (Scorer, f64) {
         let dets = scan_with(&ex.text, &opts, Some(tagger));
         scorer.add(ex, &predictions(&ex.text, dets));
     }
-    // Throughput is timed after that first pass (which filled the regex engines' lazy DFA
-    // caches, as the gateway's warm-up does), over whole passes until half a second has been
-    // timed, so the figure is the steady state of a running gateway and not timer noise.
-    let (mut bytes, mut secs) = (0usize, 0f64);
-    for _ in 0..SPEED_PASSES {
-        let t = Instant::now();
-        for ex in &texts {
-            black_box(scan_with(&ex.text, &opts, Some(tagger)));
-            bytes += ex.text.len();
-        }
-        secs += t.elapsed().as_secs_f64();
-        if secs >= 0.5 {
-            break;
-        }
-    }
-    (scorer, bytes as f64 / 1e6 / secs.max(1e-9))
+    // Timed after that first pass, which warmed the regex engines up as the gateway's
+    // warm-up does.
+    let mb_per_s = steady_mb_per_s(|| {
+        texts
+            .iter()
+            .map(|ex| {
+                black_box(scan_with(&ex.text, &opts, Some(tagger)));
+                ex.text.len()
+            })
+            .sum()
+    });
+    (scorer, mb_per_s)
 }
-
-/// Most timed passes over the texts for the throughput figure.
-const SPEED_PASSES: usize = 20;
 
 /// Training epochs.
 const EPOCHS: usize = 5;

@@ -241,19 +241,17 @@ fn resolve(mut cands: Vec<Candidate>, min_score: f32) -> Vec<Candidate> {
         EntityType::Organization,
         EntityType::Person,
     ]);
-    let inside = |spans: &[Range<usize>], s: &Range<usize>| {
-        spans.iter().any(|a| a.start <= s.start && s.end <= a.end)
-    };
-    // A name no longer than the word is the tagger's other reading of the word, not a name
-    // around it: the word list wins that one.
-    let within_longer = |spans: &[Range<usize>], s: &Range<usize>| {
+    // Whether a span of `spans` at least `extra` bytes longer holds `s`. A name no longer
+    // than a nationality word is the tagger's other reading of the word, not a name around
+    // it: the word list wins that one.
+    let inside = |spans: &[Range<usize>], s: &Range<usize>, extra: usize| {
         spans
             .iter()
-            .any(|a| a.start <= s.start && s.end <= a.end && a.len() > s.len())
+            .any(|a| a.start <= s.start && s.end <= a.end && a.len() >= s.len() + extra)
     };
     cands.retain(|c| match c.entity {
-        EntityType::Postcode => !inside(&addresses, &c.span),
-        EntityType::Nrp => !within_longer(&names, &c.span),
+        EntityType::Postcode => !inside(&addresses, &c.span, 0),
+        EntityType::Nrp => !inside(&names, &c.span, 1),
         _ => true,
     });
     cands.sort_by(|a, b| {

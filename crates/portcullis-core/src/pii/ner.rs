@@ -319,7 +319,7 @@ fn features(a: &[Atoms], i: usize, prev: usize, prev2: usize, out: &mut [u32; NF
 pub struct Model {
     /// `(key, index into rows)`; key 0 marks an empty slot.
     keys: Vec<(u32, u32)>,
-    rows: Vec<Row>,
+    rows: Vec<[i16; NT]>,
     mask: usize,
     /// Dequantisation scale (weights are stored as i16).
     pub scale: f32,
@@ -331,10 +331,6 @@ pub struct Model {
     /// Word knowledge from the training data (see [`Lexicon`]).
     lexicon: Lexicon,
 }
-
-/// One row of tag weights (live features only: the rows stay small and dense).
-#[derive(Debug, Clone, Copy)]
-struct Row([i16; NT]);
 
 const STARTER_BITS: usize = 1 << 16;
 const MAGIC: &[u8; 8] = b"PCNER\x00\x03\x00";
@@ -381,10 +377,10 @@ impl Model {
                 slot = (slot + 1) & mask;
             }
             if keys[slot].0 == *k {
-                rows[keys[slot].1 as usize] = Row(*w);
+                rows[keys[slot].1 as usize] = *w;
             } else {
                 keys[slot] = (*k, rows.len() as u32);
-                rows.push(Row(*w));
+                rows.push(*w);
             }
         }
         Model {
@@ -405,7 +401,7 @@ impl Model {
         loop {
             let (k, i) = self.keys[slot];
             if k == key {
-                return self.rows.get(i as usize).map(|r| &r.0);
+                return self.rows.get(i as usize);
             }
             if k == 0 {
                 return None;
@@ -442,7 +438,7 @@ impl Model {
         out.extend_from_slice(&self.scale.to_le_bytes());
         let mut live: Vec<(u32, &[i16; NT])> = (self.keys.iter())
             .filter(|(k, _)| *k != 0)
-            .filter_map(|(k, i)| Some((*k, &self.rows.get(*i as usize)?.0)))
+            .filter_map(|(k, i)| Some((*k, self.rows.get(*i as usize)?)))
             .collect();
         live.sort_by_key(|(k, _)| *k);
         out.extend_from_slice(&(live.len() as u32).to_le_bytes());
