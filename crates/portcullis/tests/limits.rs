@@ -337,13 +337,7 @@ fn a_lost_redis_follows_fail_closed_and_the_gateway_recovers() {
     redis.wait().unwrap();
     let r = gw.post("/v1/chat/completions", &gw.key, &body);
     assert_eq!(r.status(), 503);
-    let metrics = gw
-        .client()
-        .get(format!("{}/metrics", gw.base))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let metrics = gw.metrics();
     assert!(
         metrics.contains("portcullis_alerts_total{kind=\"limits_backend_down\"}"),
         "{metrics}"

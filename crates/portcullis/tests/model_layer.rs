@@ -96,13 +96,7 @@ fn concurrent_moderation_refuses_a_flagged_request_and_discards_its_answer() {
             .contains("MOCK_VIOLENCE")),
         "the model was already asked"
     );
-    let metrics = gw
-        .client()
-        .get(format!("{}/metrics", gw.base))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let metrics = gw.metrics();
     assert!(
         metrics.contains("portcullis_tokens_total{kind=\"prompt\"}"),
         "the discarded answer's usage was booked: {metrics}"
@@ -144,28 +138,20 @@ fn repeated_flags_from_one_user_raise_an_alert_and_findings_are_counted() {
         Some(&mock.url),
         Some("[moderation]\nprovider = \"upstream\"\n[alerts]\nflagged_per_user = 2\n"),
     );
-    let metrics = || {
-        gw.client()
-            .get(format!("{}/metrics", gw.base))
-            .send()
-            .unwrap()
-            .text()
-            .unwrap()
-    };
     let flagged = Gateway::chat_body("gpt-4o-mini", "MOCK_VIOLENCE again");
     assert_eq!(
         gw.post("/v1/chat/completions", &gw.key, &flagged).status(),
         400
     );
     assert!(
-        !metrics().contains("user_flag_burst"),
+        !gw.metrics().contains("user_flag_burst"),
         "one flag is not a burst"
     );
     assert_eq!(
         gw.post("/v1/chat/completions", &gw.key, &flagged).status(),
         400
     );
-    let text = metrics();
+    let text = gw.metrics();
     assert!(
         text.contains("portcullis_alerts_total{kind=\"user_flag_burst\"} 1"),
         "{text}"

@@ -221,6 +221,16 @@ impl Gateway {
             .unwrap()
     }
 
+    /// The Prometheus text at `/metrics`.
+    pub fn metrics(&self) -> String {
+        self.client()
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap()
+    }
+
     /// A one-message chat request body.
     pub fn chat_body(model: &str, text: &str) -> serde_json::Value {
         serde_json::json!({"model": model, "messages": [{"role": "user", "content": text}]})
