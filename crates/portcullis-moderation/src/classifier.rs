@@ -1,6 +1,6 @@
-//! The local moderation classifier: one-vs-rest logistic regression over hashed word
-//! uni/bi-grams, character 4-grams (robust to misspellings and not English-only) and a
-//! profanity-lexicon feature. Weights are trained by `portcullis train moderation` and
+//! The local moderation classifier: one-vs-rest logistic regression over IDF-weighted,
+//! length-normalised hashed word uni/bi-grams, character 4-grams (robust to misspellings and
+//! not English-only) and a profanity-lexicon feature. Weights are trained by `portcullis train moderation` and
 //! embedded; inference is allocation-light and well under a millisecond per message.
 
 use portcullis_core::hash::fnv1a_parts;
@@ -10,9 +10,14 @@ use std::sync::OnceLock;
 /// Feature space size (hashed).
 pub const DIMS: usize = 1 << 17;
 
-/// The heads: whether to flag at all, then OpenAI's main categories.
-pub const HEADS: [&str; 9] = [
-    "flagged",
+/// The heads: two gates, then OpenAI's main categories. The gates split "should this be
+/// flagged" by kind of text, because the sets disagree on it: `content` learns abusive or
+/// explicit text (OpenAI's moderation style, hate speech), `request` learns asking for harmful
+/// help. One head over both learned that "How do I kill …" is harmful and that a threat
+/// written as a statement is not.
+pub const HEADS: [&str; 10] = [
+    "content",
+    "request",
     "harassment",
     "hate",
     "illicit",
@@ -23,11 +28,17 @@ pub const HEADS: [&str; 9] = [
     "violence/graphic",
 ];
 
+/// How many of [`HEADS`] are gates (the rest are categories).
+pub const GATES: usize = 2;
+
 /// Trained weights and the decision threshold of the `flagged` head.
 #[derive(Debug, Clone)]
 pub struct Model {
     /// `HEADS.len()` rows of `DIMS` weights.
     pub weights: Vec<Vec<f32>>,
+    /// Inverse document frequency per feature, from the training texts: rare words say more
+    /// than "the" about what a message is.
+    pub idf: Vec<f32>,
     pub bias: Vec<f32>,
     pub threshold: f32,
 }
@@ -135,24 +146,46 @@ impl Model {
     pub fn zeros() -> Model {
         Model {
             weights: vec![vec![0.0; DIMS]; HEADS.len()],
+            idf: vec![1.0; DIMS],
             bias: vec![0.0; HEADS.len()],
             threshold: 0.5,
         }
     }
 
-    /// Raw logit of head `h` for features `f`.
-    pub fn logit(&self, h: usize, f: &[u32]) -> f32 {
+    /// The feature values of indices `f`: IDF weights scaled to unit length, so long and
+    /// short messages score on one scale.
+    pub fn values(&self, f: &[u32]) -> Vec<f32> {
+        let mut v: Vec<f32> = f.iter().map(|i| self.idf[*i as usize]).collect();
+        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-9);
+        v.iter_mut().for_each(|x| *x /= norm);
+        v
+    }
+
+    /// Raw logit of head `h` for features `f` with values `v` (from [`Model::values`]).
+    pub fn logit(&self, h: usize, f: &[u32], v: &[f32]) -> f32 {
         let w = &self.weights[h];
-        let norm = 1.0 / (f.len().max(1) as f32).sqrt();
-        self.bias[h] + f.iter().map(|i| w[*i as usize]).sum::<f32>() * norm
+        self.bias[h]
+            + f.iter()
+                .zip(v)
+                .map(|(i, x)| w[*i as usize] * x)
+                .sum::<f32>()
+    }
+
+    /// The flag logit: the larger of the gates. Training shifts each gate's bias so that its
+    /// own best cut sits at zero, which puts both on one scale.
+    pub fn flag_logit(&self, f: &[u32], v: &[f32]) -> f32 {
+        (0..GATES)
+            .map(|h| self.logit(h, f, v))
+            .fold(f32::NEG_INFINITY, f32::max)
     }
 
     /// Scores of every head for `text`.
     pub fn score(&self, text: &str) -> Scores {
         let f = features(text);
-        let flagged = sigmoid(self.logit(0, &f));
-        let categories = (1..HEADS.len())
-            .map(|h| (HEADS[h], sigmoid(self.logit(h, &f))))
+        let v = self.values(&f);
+        let flagged = sigmoid(self.flag_logit(&f, &v));
+        let categories = (GATES..HEADS.len())
+            .map(|h| (HEADS[h], sigmoid(self.logit(h, &f, &v))))
             .collect();
         Scores {
             flagged,
@@ -160,13 +193,18 @@ impl Model {
         }
     }
 
-    /// Serialises to the embedded format: magic, threshold, biases, then i16 weights with one
-    /// scale per head (little-endian).
+    /// Serialises to the embedded format: magic, threshold, u16 IDF weights with one scale,
+    /// then per head a bias and i16 weights with one scale (little-endian).
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = b"PCMOD1\0\0".to_vec();
+        let mut out = b"PCMOD2\0\0".to_vec();
         out.extend_from_slice(&(DIMS as u32).to_le_bytes());
         out.extend_from_slice(&(HEADS.len() as u32).to_le_bytes());
         out.extend_from_slice(&self.threshold.to_le_bytes());
+        let idf_scale = self.idf.iter().fold(1e-9f32, |m, x| m.max(*x)) / u16::MAX as f32;
+        out.extend_from_slice(&idf_scale.to_le_bytes());
+        for x in &self.idf {
+            out.extend_from_slice(&((x / idf_scale).round() as u16).to_le_bytes());
+        }
         for h in 0..HEADS.len() {
             let max = self.weights[h]
                 .iter()
@@ -185,7 +223,7 @@ impl Model {
     /// Reads [`Model::to_bytes`] output.
     pub fn from_bytes(b: &[u8]) -> Option<Model> {
         let rd4 = |at: usize| -> Option<[u8; 4]> { b.get(at..at + 4)?.try_into().ok() };
-        if b.get(..8)? != b"PCMOD1\0\0" {
+        if b.get(..8)? != b"PCMOD2\0\0" {
             return None;
         }
         let dims = u32::from_le_bytes(rd4(8)?) as usize;
@@ -194,9 +232,14 @@ impl Model {
             return None;
         }
         let threshold = f32::from_le_bytes(rd4(16)?);
-        let mut at = 20;
         let mut m = Model::zeros();
         m.threshold = threshold;
+        let idf_scale = f32::from_le_bytes(rd4(20)?);
+        let raw = b.get(24..24 + dims * 2)?;
+        for (x, c) in m.idf.iter_mut().zip(raw.chunks_exact(2)) {
+            *x = u16::from_le_bytes([c[0], c[1]]) as f32 * idf_scale;
+        }
+        let mut at = 24 + dims * 2;
         for h in 0..heads {
             m.bias[h] = f32::from_le_bytes(rd4(at)?);
             let scale = f32::from_le_bytes(rd4(at + 4)?);
@@ -240,7 +283,9 @@ mod tests {
         m.weights[3][18] = -1.5;
         m.bias[2] = 0.25;
         m.threshold = 0.6;
+        m.idf[5] = 3.5;
         let back = Model::from_bytes(&m.to_bytes()).unwrap();
+        assert!((back.idf[5] - 3.5).abs() < 1e-3 && (back.idf[6] - 1.0).abs() < 1e-3);
         assert!((back.weights[3][17] - 0.75).abs() < 1e-3);
         assert!((back.weights[3][18] + 1.5).abs() < 1e-3);
         assert_eq!((back.bias[2], back.threshold), (0.25, 0.6));

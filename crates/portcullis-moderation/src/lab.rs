@@ -1,7 +1,7 @@
 //! Training and evaluation of the local classifier on `../shared/data/moderation/` — the code
 //! behind `portcullis train moderation` and `portcullis eval moderation`.
 
-use crate::classifier::{DIMS, HEADS, Model, features};
+use crate::classifier::{DIMS, GATES, HEADS, Model, features};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -23,6 +23,12 @@ pub enum LabError {
 
 /// Sets whose licences forbid shipping weights trained on them (see SOURCES.md).
 pub const NOT_TRAINABLE: [&str; 2] = ["toxicchat", "ethos"];
+
+/// The set in OpenAI's moderation style (the anchor of the goal; SOURCES.md) and its extra
+/// weight: the other sets label by other policies (profanity as offensive, bare requests as
+/// harmful) and at equal weight pull the `content` gate away from it.
+const ANCHOR_SET: &str = "openai_moderation";
+const ANCHOR_WEIGHT: f32 = 10.0;
 
 /// One labelled text.
 #[derive(Debug, Clone)]
@@ -99,10 +105,32 @@ pub fn load(paths: &[PathBuf]) -> Result<Vec<Example>, LabError> {
     Ok(out)
 }
 
-/// The head targets of an example: `Some(true/false)` per head, `None` where unknown.
+/// Sets whose flagged texts are abusive or explicit content (the `content` gate); flagged
+/// texts of every other set ask for harmful help (the `request` gate).
+const CONTENT_SETS: [&str; 6] = [
+    "openai_moderation",
+    "davidson_hate_offensive",
+    "hatexplain",
+    "toxigen_seed",
+    "ethos",
+    "toxicchat",
+];
+
+/// Whether `ex` is judged by the `content` gate rather than the `request` gate.
+fn is_content(ex: &Example) -> bool {
+    CONTENT_SETS.contains(&ex.dataset.as_str())
+}
+
+/// The head targets of an example: `Some(true/false)` per head, `None` where unknown. A clean
+/// text is negative for both gates; a flagged one is positive for its own gate only.
 fn targets(ex: &Example) -> Vec<Option<bool>> {
-    let mut t = vec![Some(ex.label == 1)];
-    for head in &HEADS[1..] {
+    let flagged = ex.label == 1;
+    let content = is_content(ex);
+    let mut t = vec![
+        (!flagged || content).then_some(flagged),
+        (!flagged || !content).then_some(flagged),
+    ];
+    for head in &HEADS[GATES..] {
         let has = ex
             .categories
             .iter()
@@ -129,11 +157,29 @@ impl Rng {
     }
 }
 
+/// Inverse document frequency per hashed feature over `feats` (smoothed, as in tf-idf).
+fn idf(feats: &[Vec<u32>]) -> Vec<f32> {
+    let mut df = vec![0u32; DIMS];
+    for f in feats {
+        for &k in f {
+            df[k as usize] += 1;
+        }
+    }
+    let n = feats.len() as f32;
+    df.iter()
+        .map(|d| ((n + 1.0) / (*d as f32 + 1.0)).ln() + 1.0)
+        .collect()
+}
+
 /// Fits a model on `data` (AdaGrad SGD on class-balanced logistic loss, fixed seed).
 pub fn fit(data: &[Example]) -> Model {
     let feats: Vec<Vec<u32>> = data.iter().map(|e| features(&e.text)).collect();
     let tg: Vec<Vec<Option<bool>>> = data.iter().map(targets).collect();
-    // Each set counts about equally, so the two large hate-speech sets do not drown the rest.
+    let mut m = Model::zeros();
+    m.idf = idf(&feats);
+    let vals: Vec<Vec<f32>> = feats.iter().map(|f| m.values(f)).collect();
+    // Each set counts about equally, so the two large hate-speech sets do not drown the rest;
+    // the anchor set, whose style of text the goal is measured on, counts more.
     let mut per_set: std::collections::HashMap<&str, usize> = Default::default();
     for e in data {
         *per_set.entry(e.dataset.as_str()).or_default() += 1;
@@ -142,14 +188,18 @@ pub fn fit(data: &[Example]) -> Model {
     let set_weight: Vec<f32> = data
         .iter()
         .map(|e| {
-            (mean / per_set[e.dataset.as_str()] as f32)
+            let w = (mean / per_set[e.dataset.as_str()] as f32)
                 .sqrt()
-                .clamp(0.25, 4.0)
+                .clamp(0.25, 4.0);
+            if e.dataset == ANCHOR_SET {
+                w * ANCHOR_WEIGHT
+            } else {
+                w
+            }
         })
         .collect();
-    let mut m = Model::zeros();
     const EPOCHS: usize = 8;
-    const LR: f32 = 0.4;
+    const LR: f32 = 0.2;
     const L2: f32 = 1e-6;
     for h in 0..HEADS.len() {
         let pos = tg.iter().filter(|t| t[h] == Some(true)).count().max(1) as f32;
@@ -166,13 +216,12 @@ pub fn fit(data: &[Example]) -> Model {
             }
             for &i in &order {
                 let y = if tg[i][h] == Some(true) { 1.0 } else { 0.0 };
-                let f = &feats[i];
-                let p = 1.0 / (1.0 + (-m.logit(h, f)).exp());
+                let (f, v) = (&feats[i], &vals[i]);
+                let p = 1.0 / (1.0 + (-m.logit(h, f, v)).exp());
                 let g = (p - y) * if y > 0.5 { wp } else { wn } * set_weight[i];
-                let norm = 1.0 / (f.len().max(1) as f32).sqrt();
-                for &k in f {
+                for (&k, x) in f.iter().zip(v) {
                     let k = k as usize;
-                    let grad = g * norm + L2 * m.weights[h][k];
+                    let grad = g * x + L2 * m.weights[h][k];
                     g2[k] += grad * grad;
                     m.weights[h][k] -= LR * grad / g2[k].sqrt();
                 }
@@ -246,11 +295,11 @@ pub fn evaluate(model: &Model, data: &[Example]) -> Value {
     }
     let (p, r, f) = prf(tp, fp, fn_);
     let mut per = serde_json::Map::new();
-    for (h, head) in HEADS.iter().enumerate().skip(1) {
+    for (h, head) in HEADS.iter().enumerate().skip(GATES) {
         let (mut ctp, mut cfp, mut cfn, mut support) = (0, 0, 0, 0);
         for (e, s) in data.iter().zip(&scores) {
             let Some(gold) = targets(e)[h] else { continue };
-            let pred = s.flagged >= model.threshold && s.categories[h - 1].1 >= 0.5;
+            let pred = s.flagged >= model.threshold && s.categories[h - GATES].1 >= 0.5;
             support += usize::from(gold);
             match (pred, gold) {
                 (true, true) => ctp += 1,
@@ -283,6 +332,29 @@ pub fn evaluate(model: &Model, data: &[Example]) -> Value {
 /// `portcullis eval moderation`: the shipped classifier on `paths`.
 pub fn eval(paths: &[PathBuf]) -> Result<Value, LabError> {
     Ok(evaluate(Model::builtin(), &load(paths)?))
+}
+
+/// The cut on a gate's logits with the best F0.5 on `scored` (the gate's own sets).
+fn best_f05_cut(scored: &[(f32, bool)]) -> f32 {
+    let mut v = scored.to_vec();
+    v.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let total = v.iter().filter(|(_, y)| *y).count();
+    let (mut tp, mut best) = (0usize, (0f32, -1f64));
+    for (k, (s, y)) in v.iter().enumerate() {
+        tp += usize::from(*y);
+        let (p, r, _) = prf(tp, k + 1 - tp, total - tp);
+        // F0.5: precision counts twice as much as recall; a gateway default must be quiet.
+        let f = if p + r == 0.0 {
+            0.0
+        } else {
+            1.25 * p * r / (0.25 * p + r)
+        };
+        if f > best.1 && v.get(k + 1).is_none_or(|n| n.0 < *s) {
+            let next = v.get(k + 1).map_or(*s - 1.0, |n| n.0);
+            best = ((s + next) / 2.0, f);
+        }
+    }
+    best.0
 }
 
 /// The flagged threshold: the best F1 on out-of-fold scores, raised until safe-but-scary
@@ -338,22 +410,69 @@ pub fn train(paths: &[PathBuf], out: &Path) -> Result<Value, LabError> {
     // Out-of-fold scores (5 folds by a hash of the text) for the threshold and honest figures.
     const FOLDS: u64 = 5;
     let fold = |e: &Example| portcullis_core::hash::fnv1a(e.text.as_bytes()) % FOLDS;
-    let mut oof: Vec<(f32, bool, bool)> = vec![(0.0, false, false); data.len()];
-    let mut oof_by_set: std::collections::BTreeMap<String, Vec<(f32, bool)>> = Default::default();
+    let mut gate_oof: Vec<[f32; GATES]> = vec![[0.0; GATES]; data.len()];
     for k in 0..FOLDS {
         let train: Vec<Example> = data.iter().filter(|e| fold(e) != k).cloned().collect();
         let m = fit(&train);
         for (i, e) in data.iter().enumerate().filter(|(_, e)| fold(e) == k) {
-            let s = m.score(&e.text).flagged;
-            oof[i] = (s, e.label == 1, e.dataset == "xstest");
-            oof_by_set
-                .entry(e.dataset.clone())
-                .or_default()
-                .push((s, e.label == 1));
+            let f = features(&e.text);
+            let v = m.values(&f);
+            for (h, z) in gate_oof[i].iter_mut().enumerate() {
+                *z = m.logit(h, &f, &v);
+            }
         }
+    }
+    // Each gate's cut is its best F0.5 on the sets that define its policy: the anchor set for
+    // `content` (the sets of hate speech label much milder text, so their best cut would be
+    // too harsh or too lax elsewhere), its own sets for `request`. Shifting the biases by the
+    // cuts puts both gates on one scale; the flagged threshold is then chosen on the union.
+    let cuts: Vec<f32> = (0..GATES)
+        .map(|h| {
+            let own: Vec<(f32, bool)> = data
+                .iter()
+                .zip(&gate_oof)
+                .filter(|(e, _)| {
+                    if h == 0 {
+                        e.dataset == ANCHOR_SET
+                    } else {
+                        !is_content(e)
+                    }
+                })
+                .map(|(e, z)| (z[h], e.label == 1))
+                .collect();
+            // Raised until safe-but-scary prompts (XSTest's label 0) stay under 4 % false
+            // positives.
+            let mut safe: Vec<f32> = data
+                .iter()
+                .zip(&gate_oof)
+                .filter(|(e, _)| e.dataset == "xstest" && e.label == 0)
+                .map(|(_, z)| z[h])
+                .collect();
+            safe.sort_by(|a, b| b.total_cmp(a));
+            let strict = safe
+                .get(safe.len() * 4 / 100)
+                .map_or(f32::NEG_INFINITY, |z| z + 1e-4);
+            best_f05_cut(&own).max(strict)
+        })
+        .collect();
+    let mut oof: Vec<(f32, bool, bool)> = Vec::with_capacity(data.len());
+    let mut oof_by_set: std::collections::BTreeMap<String, Vec<(f32, bool)>> = Default::default();
+    for (e, z) in data.iter().zip(&gate_oof) {
+        let flag = (0..GATES)
+            .map(|h| z[h] - cuts[h])
+            .fold(f32::NEG_INFINITY, f32::max);
+        let s = 1.0 / (1.0 + (-flag).exp());
+        oof.push((s, e.label == 1, e.dataset == "xstest"));
+        oof_by_set
+            .entry(e.dataset.clone())
+            .or_default()
+            .push((s, e.label == 1));
     }
     let threshold = choose_threshold(&oof);
     let mut model = fit(&data);
+    for (b, cut) in model.bias.iter_mut().zip(&cuts) {
+        *b -= cut;
+    }
     model.threshold = threshold;
     std::fs::write(out, model.to_bytes()).map_err(|source| LabError::Write {
         path: out.display().to_string(),
@@ -370,9 +489,17 @@ pub fn train(paths: &[PathBuf], out: &Path) -> Result<Value, LabError> {
                     neg.iter().filter(|(s, _)| *s >= threshold).count() as f64 / neg.len() as f64
                 ))
             };
+            let pos: Vec<_> = v.iter().filter(|(_, y)| *y).collect();
+            let recall = if pos.is_empty() {
+                Value::Null
+            } else {
+                json!(round(
+                    pos.iter().filter(|(s, _)| *s >= threshold).count() as f64 / pos.len() as f64
+                ))
+            };
             (
                 k.clone(),
-                json!({"oof_auprc": round(auprc(v)), "oof_fpr": fpr, "n": v.len()}),
+                json!({"oof_auprc": round(auprc(v)), "oof_fpr": fpr, "oof_recall": recall, "n": v.len()}),
             )
         })
         .collect();
@@ -405,10 +532,36 @@ mod tests {
     #[test]
     fn subcategories_count_for_their_parent_and_unknown_is_not_negative() {
         let t = targets(&ex("x", 1, &["hate/threatening", "hate"]));
-        assert_eq!(t[2], Some(true)); // hate
-        assert_eq!(t[1], Some(false)); // harassment
+        assert_eq!(t[GATES + 1], Some(true)); // hate
+        assert_eq!(t[GATES], Some(false)); // harassment
         let t = targets(&ex("x", 1, &[]));
-        assert_eq!((t[0], t[2]), (Some(true), None));
+        assert_eq!((t[1], t[GATES + 1]), (Some(true), None));
+    }
+
+    #[test]
+    fn a_flagged_text_trains_only_its_own_gate_and_a_clean_one_both() {
+        let mut hate = ex("x", 1, &["hate"]);
+        hate.dataset = "hatexplain".into();
+        assert_eq!(targets(&hate)[..GATES], [Some(true), None]);
+        let request = ex("how do I build a bomb", 1, &["illicit"]);
+        assert_eq!(targets(&request)[..GATES], [None, Some(true)]);
+        let clean = ex("how do I kill a python process", 0, &[]);
+        assert_eq!(targets(&clean)[..GATES], [Some(false), Some(false)]);
+    }
+
+    #[test]
+    fn the_best_f05_cut_separates_a_clean_split_and_favours_precision() {
+        let v = [(3.0, true), (2.0, true), (1.0, false), (0.0, false)];
+        assert_eq!(best_f05_cut(&v), 1.5);
+        // One positive among many negatives at the top: F0.5 stops above the negatives.
+        let v = [
+            (5.0, true),
+            (4.0, false),
+            (3.0, false),
+            (2.0, true),
+            (1.0, false),
+        ];
+        assert_eq!(best_f05_cut(&v), 4.5);
     }
 
     #[test]
