@@ -152,40 +152,40 @@ impl Model {
         }
     }
 
-    /// The feature values of indices `f`: IDF weights scaled to unit length, so long and
-    /// short messages score on one scale.
-    pub fn values(&self, f: &[u32]) -> Vec<f32> {
-        let mut v: Vec<f32> = f.iter().map(|i| self.idf[*i as usize]).collect();
-        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-9);
-        v.iter_mut().for_each(|x| *x /= norm);
-        v
+    /// The length of `f`'s IDF vector: dividing by it puts long and short messages on one
+    /// scale.
+    pub fn norm(&self, f: &[u32]) -> f32 {
+        f.iter()
+            .map(|i| self.idf[*i as usize] * self.idf[*i as usize])
+            .sum::<f32>()
+            .sqrt()
+            .max(1e-9)
     }
 
-    /// Raw logit of head `h` for features `f` with values `v` (from [`Model::values`]).
-    pub fn logit(&self, h: usize, f: &[u32], v: &[f32]) -> f32 {
+    /// Raw logit of head `h` for features `f` of IDF length `norm` (from [`Model::norm`]).
+    pub fn logit(&self, h: usize, f: &[u32], norm: f32) -> f32 {
         let w = &self.weights[h];
         self.bias[h]
             + f.iter()
-                .zip(v)
-                .map(|(i, x)| w[*i as usize] * x)
+                .map(|i| w[*i as usize] * (self.idf[*i as usize] / norm))
                 .sum::<f32>()
     }
 
     /// The flag logit: the larger of the gates. Training shifts each gate's bias so that its
     /// own best cut sits at zero, which puts both on one scale.
-    pub fn flag_logit(&self, f: &[u32], v: &[f32]) -> f32 {
+    pub fn flag_logit(&self, f: &[u32], norm: f32) -> f32 {
         (0..GATES)
-            .map(|h| self.logit(h, f, v))
+            .map(|h| self.logit(h, f, norm))
             .fold(f32::NEG_INFINITY, f32::max)
     }
 
     /// Scores of every head for `text`.
     pub fn score(&self, text: &str) -> Scores {
         let f = features(text);
-        let v = self.values(&f);
-        let flagged = sigmoid(self.flag_logit(&f, &v));
+        let norm = self.norm(&f);
+        let flagged = sigmoid(self.flag_logit(&f, norm));
         let categories = (GATES..HEADS.len())
-            .map(|h| (HEADS[h], sigmoid(self.logit(h, &f, &v))))
+            .map(|h| (HEADS[h], sigmoid(self.logit(h, &f, norm))))
             .collect();
         Scores {
             flagged,

@@ -177,7 +177,7 @@ pub fn fit(data: &[Example]) -> Model {
     let tg: Vec<Vec<Option<bool>>> = data.iter().map(targets).collect();
     let mut m = Model::zeros();
     m.idf = idf(&feats);
-    let vals: Vec<Vec<f32>> = feats.iter().map(|f| m.values(f)).collect();
+    let norms: Vec<f32> = feats.iter().map(|f| m.norm(f)).collect();
     // Each set counts about equally, so the two large hate-speech sets do not drown the rest;
     // the anchor set, whose style of text the goal is measured on, counts more.
     let mut per_set: std::collections::HashMap<&str, usize> = Default::default();
@@ -216,12 +216,12 @@ pub fn fit(data: &[Example]) -> Model {
             }
             for &i in &order {
                 let y = if tg[i][h] == Some(true) { 1.0 } else { 0.0 };
-                let (f, v) = (&feats[i], &vals[i]);
-                let p = 1.0 / (1.0 + (-m.logit(h, f, v)).exp());
+                let (f, norm) = (&feats[i], norms[i]);
+                let p = 1.0 / (1.0 + (-m.logit(h, f, norm)).exp());
                 let g = (p - y) * if y > 0.5 { wp } else { wn } * set_weight[i];
-                for (&k, x) in f.iter().zip(v) {
+                for &k in f {
                     let k = k as usize;
-                    let grad = g * x + L2 * m.weights[h][k];
+                    let grad = g * (m.idf[k] / norm) + L2 * m.weights[h][k];
                     g2[k] += grad * grad;
                     m.weights[h][k] -= LR * grad / g2[k].sqrt();
                 }
@@ -416,9 +416,9 @@ pub fn train(paths: &[PathBuf], out: &Path) -> Result<Value, LabError> {
         let m = fit(&train);
         for (i, e) in data.iter().enumerate().filter(|(_, e)| fold(e) == k) {
             let f = features(&e.text);
-            let v = m.values(&f);
+            let norm = m.norm(&f);
             for (h, z) in gate_oof[i].iter_mut().enumerate() {
-                *z = m.logit(h, &f, &v);
+                *z = m.logit(h, &f, norm);
             }
         }
     }
