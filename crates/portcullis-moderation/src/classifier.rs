@@ -1,6 +1,7 @@
 //! The local moderation classifier: one-vs-rest logistic regression over IDF-weighted,
 //! length-normalised hashed word uni/bi-grams, character 4-grams (robust to misspellings and
-//! not English-only) and a profanity-lexicon feature. Weights are trained by `portcullis train moderation` and
+//! not English-only) and a profanity-lexicon feature. A text of several sentences is judged
+//! whole and sentence by sentence. Weights are trained by `portcullis train moderation` and
 //! embedded; inference is allocation-light and well under a millisecond per message.
 
 use portcullis_core::hash::fnv1a_parts;
@@ -40,6 +41,9 @@ pub struct Model {
     /// than "the" about what a message is.
     pub idf: Vec<f32>,
     pub bias: Vec<f32>,
+    /// Subtracted from a sentence's logits when a text is also judged sentence by sentence
+    /// (see [`sentences`]): a sentence is short, so its scores are noisier than the whole's.
+    pub sentence_offset: f32,
     pub threshold: f32,
 }
 
@@ -95,11 +99,16 @@ pub fn features(text: &str) -> Vec<u32> {
     let idx = |h: u64| (h % DIMS as u64) as u32;
     let (lex_words, lex_phrases) = lexicon();
     let mut lex_hits = 0;
+    // Buffers reused across words.
+    let (mut pair, mut padded) = (String::new(), Vec::<char>::new());
     for (i, w) in ws.iter().enumerate() {
         f.push(idx(fnv1a_parts(&[b"w", w.as_bytes()])));
         if let Some(next) = ws.get(i + 1) {
             f.push(idx(fnv1a_parts(&[b"b", w.as_bytes(), next.as_bytes()])));
-            let pair = format!("{w} {next}");
+            pair.clear();
+            pair.push_str(w);
+            pair.push(' ');
+            pair.push_str(next);
             if lex_phrases.contains(&pair) {
                 lex_hits += 1;
             }
@@ -107,15 +116,18 @@ pub fn features(text: &str) -> Vec<u32> {
         if lex_words.contains(w.as_str()) {
             lex_hits += 1;
         }
-        let padded: Vec<char> = std::iter::once(' ')
-            .chain(w.chars())
-            .chain(std::iter::once(' '))
-            .collect();
-        if padded.len() >= 4 {
-            for g in padded.windows(4) {
-                let s: String = g.iter().collect();
-                f.push(idx(fnv1a_parts(&[b"c", s.as_bytes()])));
+        padded.clear();
+        padded.push(' ');
+        padded.extend(w.chars());
+        padded.push(' ');
+        // Each 4-gram's UTF-8 bytes, encoded on the stack (four chars fit in 16 bytes).
+        let mut buf = [0u8; 16];
+        for g in padded.windows(4) {
+            let mut n = 0;
+            for c in g {
+                n += c.encode_utf8(&mut buf[n..]).len();
             }
+            f.push(idx(fnv1a_parts(&[b"c", &buf[..n]])));
         }
     }
     let lex_bucket: &[u8] = match lex_hits {
@@ -137,6 +149,19 @@ pub fn features(text: &str) -> Vec<u32> {
     f
 }
 
+/// The sentences of a longer text (four words or more, when there are at least two), judged
+/// on their own as well: one abusive sentence in a long, calm post is diluted when only the
+/// whole is scored.
+pub fn sentences(text: &str) -> Vec<&str> {
+    let s: Vec<&str> = text
+        .split(['.', '!', '?', '\n'])
+        .filter(|s| s.split_whitespace().nth(3).is_some())
+        .collect();
+    if s.len() >= 2 { s } else { Vec::new() }
+}
+
+const MAGIC: &[u8; 8] = b"PCMOD3\0\0";
+
 fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
 }
@@ -148,6 +173,7 @@ impl Model {
             weights: vec![vec![0.0; DIMS]; HEADS.len()],
             idf: vec![1.0; DIMS],
             bias: vec![0.0; HEADS.len()],
+            sentence_offset: f32::INFINITY,
             threshold: 0.5,
         }
     }
@@ -171,21 +197,42 @@ impl Model {
                 .sum::<f32>()
     }
 
-    /// The flag logit: the larger of the gates. Training shifts each gate's bias so that its
-    /// own best cut sits at zero, which puts both on one scale.
-    pub fn flag_logit(&self, f: &[u32], norm: f32) -> f32 {
-        (0..GATES)
-            .map(|h| self.logit(h, f, norm))
-            .fold(f32::NEG_INFINITY, f32::max)
-    }
-
-    /// Scores of every head for `text`.
-    pub fn score(&self, text: &str) -> Scores {
+    /// Every head's logit for `text` as a whole and, per [`sentences`], for its sentences:
+    /// `(whole, best sentence)`, the latter before the offset (`-inf` without sentences).
+    pub fn readings(&self, text: &str) -> Vec<(f32, f32)> {
         let f = features(text);
         let norm = self.norm(&f);
-        let flagged = sigmoid(self.flag_logit(&f, norm));
+        let mut out: Vec<(f32, f32)> = (0..HEADS.len())
+            .map(|h| (self.logit(h, &f, norm), f32::NEG_INFINITY))
+            .collect();
+        if self.sentence_offset.is_finite() {
+            for s in sentences(text) {
+                let f = features(s);
+                let norm = self.norm(&f);
+                for (h, o) in out.iter_mut().enumerate() {
+                    o.1 = o.1.max(self.logit(h, &f, norm));
+                }
+            }
+        }
+        out
+    }
+
+    /// Every head's logit for `text`: the whole text's, or its best sentence's less the
+    /// offset, whichever is higher.
+    pub fn logits(&self, text: &str) -> Vec<f32> {
+        self.readings(text)
+            .into_iter()
+            .map(|(w, s)| w.max(s - self.sentence_offset))
+            .collect()
+    }
+
+    /// Scores of every head for `text`. The flag is the larger of the gates: training shifts
+    /// each gate's bias so that its own best cut sits at zero, which puts both on one scale.
+    pub fn score(&self, text: &str) -> Scores {
+        let z = self.logits(text);
+        let flagged = sigmoid(z[..GATES].iter().copied().fold(f32::NEG_INFINITY, f32::max));
         let categories = (GATES..HEADS.len())
-            .map(|h| (HEADS[h], sigmoid(self.logit(h, &f, norm))))
+            .map(|h| (HEADS[h], sigmoid(z[h])))
             .collect();
         Scores {
             flagged,
@@ -193,13 +240,14 @@ impl Model {
         }
     }
 
-    /// Serialises to the embedded format: magic, threshold, u16 IDF weights with one scale,
-    /// then per head a bias and i16 weights with one scale (little-endian).
+    /// Serialises to the embedded format: magic, threshold, sentence offset, u16 IDF weights
+    /// with one scale, then per head a bias and i16 weights with one scale (little-endian).
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = b"PCMOD2\0\0".to_vec();
+        let mut out = MAGIC.to_vec();
         out.extend_from_slice(&(DIMS as u32).to_le_bytes());
         out.extend_from_slice(&(HEADS.len() as u32).to_le_bytes());
         out.extend_from_slice(&self.threshold.to_le_bytes());
+        out.extend_from_slice(&self.sentence_offset.to_le_bytes());
         let idf_scale = self.idf.iter().fold(1e-9f32, |m, x| m.max(*x)) / u16::MAX as f32;
         out.extend_from_slice(&idf_scale.to_le_bytes());
         for x in &self.idf {
@@ -223,7 +271,7 @@ impl Model {
     /// Reads [`Model::to_bytes`] output.
     pub fn from_bytes(b: &[u8]) -> Option<Model> {
         let rd4 = |at: usize| -> Option<[u8; 4]> { b.get(at..at + 4)?.try_into().ok() };
-        if b.get(..8)? != b"PCMOD2\0\0" {
+        if b.get(..8)? != MAGIC {
             return None;
         }
         let dims = u32::from_le_bytes(rd4(8)?) as usize;
@@ -231,15 +279,15 @@ impl Model {
         if dims != DIMS || heads != HEADS.len() {
             return None;
         }
-        let threshold = f32::from_le_bytes(rd4(16)?);
         let mut m = Model::zeros();
-        m.threshold = threshold;
-        let idf_scale = f32::from_le_bytes(rd4(20)?);
-        let raw = b.get(24..24 + dims * 2)?;
+        m.threshold = f32::from_le_bytes(rd4(16)?);
+        m.sentence_offset = f32::from_le_bytes(rd4(20)?);
+        let idf_scale = f32::from_le_bytes(rd4(24)?);
+        let raw = b.get(28..28 + dims * 2)?;
         for (x, c) in m.idf.iter_mut().zip(raw.chunks_exact(2)) {
             *x = u16::from_le_bytes([c[0], c[1]]) as f32 * idf_scale;
         }
-        let mut at = 24 + dims * 2;
+        let mut at = 28 + dims * 2;
         for h in 0..heads {
             m.bias[h] = f32::from_le_bytes(rd4(at)?);
             let scale = f32::from_le_bytes(rd4(at + 4)?);
@@ -284,12 +332,46 @@ mod tests {
         m.bias[2] = 0.25;
         m.threshold = 0.6;
         m.idf[5] = 3.5;
+        m.sentence_offset = 1.25;
         let back = Model::from_bytes(&m.to_bytes()).unwrap();
+        assert_eq!(back.sentence_offset, 1.25);
         assert!((back.idf[5] - 3.5).abs() < 1e-3 && (back.idf[6] - 1.0).abs() < 1e-3);
         assert!((back.weights[3][17] - 0.75).abs() < 1e-3);
         assert!((back.weights[3][18] + 1.5).abs() < 1e-3);
         assert_eq!((back.bias[2], back.threshold), (0.25, 0.6));
         assert!(Model::from_bytes(b"garbage").is_none());
+    }
+
+    #[test]
+    fn sentences_need_four_words_and_a_second_sentence() {
+        assert!(sentences("One short line. And a second one here").is_empty());
+        assert_eq!(
+            sentences("The first sentence has words! Is the second one here?\nok"),
+            ["The first sentence has words", " Is the second one here"]
+        );
+        assert!(sentences("Only one sentence of several words").is_empty());
+    }
+
+    #[test]
+    fn an_abusive_sentence_in_a_calm_post_counts_on_its_own() {
+        let m = Model::builtin();
+        assert!(m.sentence_offset.is_finite());
+        let post = "We went to the lake on Saturday and the weather was lovely all day. The kids \
+                    swam for hours and we had a picnic under the trees. I will kill you and your \
+                    whole family, you worthless piece of shit. Anyway, we drove home around six \
+                    and everyone slept well.";
+        let content = m.readings(post)[0];
+        assert!(
+            content.1 > content.0,
+            "the sentence reads worse: {content:?}"
+        );
+        assert!(m.logits(post)[0] > content.0);
+        // A calm post has no such sentence.
+        let calm = post.replace(
+            "I will kill you and your whole family, you worthless piece of shit.",
+            "",
+        );
+        assert!(m.score(&calm).flagged < m.score(post).flagged);
     }
 
     #[test]

@@ -393,6 +393,32 @@ fn choose_threshold(oof: &[(f32, bool, bool)]) -> f32 {
     t
 }
 
+/// The offset (a grid of quarter logits, or none) under which a text's best sentence reading
+/// gives the content gate its best out-of-fold AUPRC on the anchor set.
+fn sentence_offset(data: &[Example], readings: &[Vec<(f32, f32)>]) -> f32 {
+    let anchor: Vec<(&Vec<(f32, f32)>, bool)> = data
+        .iter()
+        .zip(readings)
+        .filter(|(e, _)| e.dataset == ANCHOR_SET)
+        .map(|(e, r)| (r, e.label == 1))
+        .collect();
+    let ap = |c: f32| {
+        let v: Vec<(f32, bool)> = anchor
+            .iter()
+            .map(|(r, y)| (r.first().map_or(0.0, |(w, s)| w.max(s - c)), *y))
+            .collect();
+        auprc(&v)
+    };
+    let mut best = (f32::INFINITY, ap(f32::INFINITY));
+    for c in (0..=16).map(|i| i as f32 / 4.0) {
+        let a = ap(c);
+        if a > best.1 {
+            best = (c, a);
+        }
+    }
+    best.0
+}
+
 /// `portcullis train moderation`: fits on `paths` (refusing non-trainable sets), reports
 /// out-of-fold figures, writes the weights to `out`. Returns a summary.
 pub fn train(paths: &[PathBuf], out: &Path) -> Result<Value, LabError> {
@@ -410,18 +436,27 @@ pub fn train(paths: &[PathBuf], out: &Path) -> Result<Value, LabError> {
     // Out-of-fold scores (5 folds by a hash of the text) for the threshold and honest figures.
     const FOLDS: u64 = 5;
     let fold = |e: &Example| portcullis_core::hash::fnv1a(e.text.as_bytes()) % FOLDS;
-    let mut gate_oof: Vec<[f32; GATES]> = vec![[0.0; GATES]; data.len()];
+    let mut readings: Vec<Vec<(f32, f32)>> = vec![Vec::new(); data.len()];
     for k in 0..FOLDS {
         let train: Vec<Example> = data.iter().filter(|e| fold(e) != k).cloned().collect();
-        let m = fit(&train);
+        let mut m = fit(&train);
+        m.sentence_offset = 0.0;
         for (i, e) in data.iter().enumerate().filter(|(_, e)| fold(e) == k) {
-            let f = features(&e.text);
-            let norm = m.norm(&f);
-            for (h, z) in gate_oof[i].iter_mut().enumerate() {
-                *z = m.logit(h, &f, norm);
-            }
+            readings[i] = m.readings(&e.text);
         }
     }
+    // The sentence offset: the best out-of-fold AUPRC of the content gate on the anchor set.
+    let offset = sentence_offset(&data, &readings);
+    let gate_oof: Vec<[f32; GATES]> = readings
+        .iter()
+        .map(|r| {
+            let mut z = [0.0; GATES];
+            for (z, (w, s)) in z.iter_mut().zip(r) {
+                *z = w.max(s - offset);
+            }
+            z
+        })
+        .collect();
     // Each gate's cut is its best F0.5 on the sets that define its policy: the anchor set for
     // `content` (the sets of hate speech label much milder text, so their best cut would be
     // too harsh or too lax elsewhere), its own sets for `request`. Shifting the biases by the
@@ -470,6 +505,7 @@ pub fn train(paths: &[PathBuf], out: &Path) -> Result<Value, LabError> {
     }
     let threshold = choose_threshold(&oof);
     let mut model = fit(&data);
+    model.sentence_offset = offset;
     for (b, cut) in model.bias.iter_mut().zip(&cuts) {
         *b -= cut;
     }
@@ -504,7 +540,7 @@ pub fn train(paths: &[PathBuf], out: &Path) -> Result<Value, LabError> {
         })
         .collect();
     Ok(
-        json!({"examples": data.len(), "threshold": threshold, "out": out.display().to_string(), "out_of_fold": per_set}),
+        json!({"examples": data.len(), "threshold": threshold, "sentence_offset": offset, "out": out.display().to_string(), "out_of_fold": per_set}),
     )
 }
 
@@ -520,6 +556,35 @@ mod tests {
             dataset: "t".into(),
             source: String::new(),
         }
+    }
+
+    #[test]
+    fn the_sentence_offset_is_kept_only_where_sentences_help() {
+        let anchor = |label| Example {
+            dataset: ANCHOR_SET.into(),
+            ..ex("x", label, &[])
+        };
+        let data: Vec<Example> = (0..40).map(|i| anchor(u8::from(i % 2 == 0))).collect();
+        // The whole text ranks flagged posts only at chance; their best sentence ranks them
+        // clearly, 2.0 logits above clean posts' sentences.
+        let helps: Vec<Vec<(f32, f32)>> = (0..40)
+            .map(|i| {
+                let whole = (i % 4) as f32 * 0.1;
+                let sentence = if i % 2 == 0 { 3.0 } else { 1.0 };
+                vec![(whole, sentence), (0.0, f32::NEG_INFINITY)]
+            })
+            .collect();
+        let c = sentence_offset(&data, &helps);
+        assert!(c.is_finite() && c < 3.0, "{c}");
+        // Sentences that rank backwards are left out.
+        let hurts: Vec<Vec<(f32, f32)>> = (0..40)
+            .map(|i| {
+                let whole = if i % 2 == 0 { 1.0 } else { -1.0 };
+                let sentence = if i % 2 == 0 { 0.0 } else { 5.0 };
+                vec![(whole, sentence)]
+            })
+            .collect();
+        assert_eq!(sentence_offset(&data, &hurts), f32::INFINITY);
     }
 
     #[test]
