@@ -455,11 +455,11 @@ impl Model {
         buf: &mut Scratch,
         mut visit: impl FnMut(f32, Shape, &[&'static str], Option<&'static str>),
     ) {
-        let mut judge = |t: &str, hidden: Option<&'static str>, view: View, overlap, how| {
-            let h = rules::matches(t);
-            let (f, mut shape) = buf.features(t, &h, hidden, view);
+        // Each reading's rule hits are found once, by the caller, and passed in.
+        let mut judge = |t: &str, h: &[&'static str], hidden, view, overlap, how| {
+            let (f, mut shape) = buf.features(t, h, hidden, view);
             shape.overlap = overlap;
-            visit(self.logit(f), shape, &h, how);
+            visit(self.logit(f), shape, h, how);
         };
         let folded = fold(text);
         // Seen by the rules only after folding? Then the text was disguised.
@@ -473,29 +473,26 @@ impl Model {
             .iter()
             .any(|h| !plain.contains(h))
             .then_some("normalised");
-        judge(&folded, None, View::Whole, None, how);
+        judge(&folded, &hits, None, View::Whole, None, how);
         for (reading, hidden) in readings(text, 2) {
-            judge(
-                &fold(&reading),
-                Some(hidden),
-                View::Whole,
-                None,
-                Some(hidden),
-            );
+            let f = fold(&reading);
+            let h = rules::matches(&f);
+            judge(&f, &h, Some(hidden), View::Whole, None, Some(hidden));
         }
         // ROT13 and reversed text count only when the rules read an attack in them:
         // gibberish is not evidence.
         for (t, hidden) in [(rot13(&folded), "rot13"), (reversed(&folded), "reversed")] {
-            if !rules::matches(&t).is_empty() {
-                judge(&t, Some(hidden), View::Whole, None, Some(hidden));
+            let h = rules::matches(&t);
+            if !h.is_empty() {
+                judge(&t, &h, Some(hidden), View::Whole, None, Some(hidden));
             }
         }
         if windowed && folded.len() > WINDOW {
             for w in windows(&folded) {
-                judge(w, None, View::Window, None, None);
+                judge(w, &rules::matches(w), None, View::Window, None, None);
             }
             for (l, overlap) in lines(&folded) {
-                judge(l, None, View::Line, Some(overlap), None);
+                judge(l, &rules::matches(l), None, View::Line, Some(overlap), None);
             }
         }
     }
@@ -558,8 +555,8 @@ impl Model {
         self.score_with(text, false)
     }
 
-    /// Like [`Model::score`], and also judges sentence windows of long texts, so one planted
-    /// instruction in a long document (indirect injection) is not diluted by the rest.
+    /// Like [`Model::score`], and also judges the windows and lines of long texts, so one
+    /// planted instruction in a long document (indirect injection) is not diluted by the rest.
     pub fn score_document(&self, text: &str) -> Score {
         self.score_with(text, true)
     }

@@ -205,13 +205,11 @@ impl Model {
         let mut out: Vec<(f32, f32)> = (0..HEADS.len())
             .map(|h| (self.logit(h, &f, norm), f32::NEG_INFINITY))
             .collect();
-        if self.sentence_offset.is_finite() {
-            for s in sentences(text) {
-                let f = features(s);
-                let norm = self.norm(&f);
-                for (h, o) in out.iter_mut().enumerate() {
-                    o.1 = o.1.max(self.logit(h, &f, norm));
-                }
+        for s in sentences(text) {
+            let f = features(s);
+            let norm = self.norm(&f);
+            for (h, o) in out.iter_mut().enumerate() {
+                o.1 = o.1.max(self.logit(h, &f, norm));
             }
         }
         out

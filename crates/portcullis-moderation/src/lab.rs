@@ -439,8 +439,7 @@ pub fn train(paths: &[PathBuf], out: &Path) -> Result<Value, LabError> {
     let mut readings: Vec<Vec<(f32, f32)>> = vec![Vec::new(); data.len()];
     for k in 0..FOLDS {
         let train: Vec<Example> = data.iter().filter(|e| fold(e) != k).cloned().collect();
-        let mut m = fit(&train);
-        m.sentence_offset = 0.0;
+        let m = fit(&train);
         for (i, e) in data.iter().enumerate().filter(|(_, e)| fold(e) == k) {
             readings[i] = m.readings(&e.text);
         }
