@@ -20,6 +20,7 @@ pub mod error;
 pub mod finding;
 pub mod guard;
 pub mod hash;
+pub mod lbfgs;
 pub mod pii;
 pub mod pipeline;
 pub mod segment;

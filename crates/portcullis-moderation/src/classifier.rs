@@ -11,14 +11,15 @@ use std::sync::OnceLock;
 /// Feature space size (hashed).
 pub const DIMS: usize = 1 << 17;
 
-/// The heads: two gates, then OpenAI's main categories. The gates split "should this be
-/// flagged" by kind of text, because the sets disagree on it: `content` learns abusive or
-/// explicit text (OpenAI's moderation style, hate speech), `request` learns asking for harmful
-/// help. One head over both learned that "How do I kill …" is harmful and that a threat
-/// written as a statement is not.
-pub const HEADS: [&str; 10] = [
+/// The heads: two gates, the anchor policy, then OpenAI's main categories. The gates split
+/// "should this be flagged" by kind of text, because the sets disagree on it: `content` learns
+/// abusive or explicit text (OpenAI's moderation style, hate speech), `request` learns asking
+/// for harmful help. One head over both learned that "How do I kill …" is harmful and that a
+/// threat written as a statement is not. `policy` learns OpenAI's set alone (see [`POLICY`]).
+pub const HEADS: [&str; 11] = [
     "content",
     "request",
+    "policy",
     "harassment",
     "hate",
     "illicit",
@@ -29,8 +30,16 @@ pub const HEADS: [&str; 10] = [
     "violence/graphic",
 ];
 
-/// How many of [`HEADS`] are gates (the rest are categories).
+/// How many of [`HEADS`] are gates: the flag is the larger of them.
 pub const GATES: usize = 2;
+
+/// The head trained on the anchor set's texts alone, added to the `content` gate with weight
+/// [`Model::policy_weight`]: the other sets label by other policies (profanity as offensive),
+/// so the gate they share learns a compromise, and this head keeps OpenAI's own line.
+pub const POLICY: usize = 2;
+
+/// The first of [`HEADS`] that is a category.
+pub const FIRST_CATEGORY: usize = 3;
 
 /// Trained weights and the decision threshold of the `flagged` head.
 #[derive(Debug, Clone)]
@@ -44,6 +53,8 @@ pub struct Model {
     /// Subtracted from a sentence's logits when a text is also judged sentence by sentence
     /// (see [`sentences`]): a sentence is short, so its scores are noisier than the whole's.
     pub sentence_offset: f32,
+    /// Weight of the [`POLICY`] head's logit in the `content` gate.
+    pub policy_weight: f32,
     pub threshold: f32,
 }
 
@@ -160,7 +171,7 @@ pub fn sentences(text: &str) -> Vec<&str> {
     if s.len() >= 2 { s } else { Vec::new() }
 }
 
-const MAGIC: &[u8; 8] = b"PCMOD3\0\0";
+const MAGIC: &[u8; 8] = b"PCMOD4\0\0";
 
 fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
@@ -174,6 +185,7 @@ impl Model {
             idf: vec![1.0; DIMS],
             bias: vec![0.0; HEADS.len()],
             sentence_offset: f32::INFINITY,
+            policy_weight: 0.0,
             threshold: 0.5,
         }
     }
@@ -216,12 +228,17 @@ impl Model {
     }
 
     /// Every head's logit for `text`: the whole text's, or its best sentence's less the
-    /// offset, whichever is higher.
+    /// offset, whichever is higher; the [`POLICY`] head reads the whole text only (its
+    /// sentences add nothing out of fold) and weighs in the `content` gate.
     pub fn logits(&self, text: &str) -> Vec<f32> {
-        self.readings(text)
-            .into_iter()
+        let r = self.readings(text);
+        let mut z: Vec<f32> = r
+            .iter()
             .map(|(w, s)| w.max(s - self.sentence_offset))
-            .collect()
+            .collect();
+        z[POLICY] = r[POLICY].0;
+        z[0] += self.policy_weight * z[POLICY];
+        z
     }
 
     /// Scores of every head for `text`. The flag is the larger of the gates: training shifts
@@ -229,7 +246,7 @@ impl Model {
     pub fn score(&self, text: &str) -> Scores {
         let z = self.logits(text);
         let flagged = sigmoid(z[..GATES].iter().copied().fold(f32::NEG_INFINITY, f32::max));
-        let categories = (GATES..HEADS.len())
+        let categories = (FIRST_CATEGORY..HEADS.len())
             .map(|h| (HEADS[h], sigmoid(z[h])))
             .collect();
         Scores {
@@ -238,7 +255,8 @@ impl Model {
         }
     }
 
-    /// Serialises to the embedded format: magic, threshold, sentence offset, u16 IDF weights
+    /// Serialises to the embedded format: magic, threshold, sentence offset, policy weight,
+    /// u16 IDF weights
     /// with one scale, then per head a bias and i16 weights with one scale (little-endian).
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = MAGIC.to_vec();
@@ -246,6 +264,7 @@ impl Model {
         out.extend_from_slice(&(HEADS.len() as u32).to_le_bytes());
         out.extend_from_slice(&self.threshold.to_le_bytes());
         out.extend_from_slice(&self.sentence_offset.to_le_bytes());
+        out.extend_from_slice(&self.policy_weight.to_le_bytes());
         let idf_scale = self.idf.iter().fold(1e-9f32, |m, x| m.max(*x)) / u16::MAX as f32;
         out.extend_from_slice(&idf_scale.to_le_bytes());
         for x in &self.idf {
@@ -280,12 +299,13 @@ impl Model {
         let mut m = Model::zeros();
         m.threshold = f32::from_le_bytes(rd4(16)?);
         m.sentence_offset = f32::from_le_bytes(rd4(20)?);
-        let idf_scale = f32::from_le_bytes(rd4(24)?);
-        let raw = b.get(28..28 + dims * 2)?;
+        m.policy_weight = f32::from_le_bytes(rd4(24)?);
+        let idf_scale = f32::from_le_bytes(rd4(28)?);
+        let raw = b.get(32..32 + dims * 2)?;
         for (x, c) in m.idf.iter_mut().zip(raw.chunks_exact(2)) {
             *x = u16::from_le_bytes([c[0], c[1]]) as f32 * idf_scale;
         }
-        let mut at = 28 + dims * 2;
+        let mut at = 32 + dims * 2;
         for h in 0..heads {
             m.bias[h] = f32::from_le_bytes(rd4(at)?);
             let scale = f32::from_le_bytes(rd4(at + 4)?);
@@ -331,8 +351,9 @@ mod tests {
         m.threshold = 0.6;
         m.idf[5] = 3.5;
         m.sentence_offset = 1.25;
+        m.policy_weight = 0.5;
         let back = Model::from_bytes(&m.to_bytes()).unwrap();
-        assert_eq!(back.sentence_offset, 1.25);
+        assert_eq!((back.sentence_offset, back.policy_weight), (1.25, 0.5));
         assert!((back.idf[5] - 3.5).abs() < 1e-3 && (back.idf[6] - 1.0).abs() < 1e-3);
         assert!((back.weights[3][17] - 0.75).abs() < 1e-3);
         assert!((back.weights[3][18] + 1.5).abs() < 1e-3);
