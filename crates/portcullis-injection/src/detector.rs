@@ -202,14 +202,15 @@ pub struct Shape {
     pub tail: f32,
     /// Whole message, window or line: each has its own weight.
     pub view: View,
-    /// For a line of a document: how much of it the rest of the document shares.
+    /// For a line of a document: how much of it the rest of the document shares, and whether
+    /// it breaks the document's format.
     pub overlap: Option<Overlap>,
     /// The reading was decoded from a hidden payload.
     pub hidden: bool,
 }
 
 /// Inputs of the stacking layer per reading.
-pub const SHAPE: usize = 13;
+pub const SHAPE: usize = 14;
 
 /// The stacking layer: a reading's logit is `bias + ngram * (n-gram logit) + shape · x`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -255,10 +256,11 @@ impl Shape {
         v[4] = f32::from(u8::from(self.view == View::Line));
         v[5] = f32::from(u8::from(self.hidden));
         match self.overlap {
-            Some(Overlap(Some(k))) => v[6 + usize::from(k.min(4))] = 1.0,
-            Some(Overlap(None)) => v[11] = 1.0,
+            Some(Overlap(Some(k), _)) => v[6 + usize::from(k.min(4))] = 1.0,
+            Some(Overlap(None, _)) => v[11] = 1.0,
             None => {}
         }
+        v[13] = f32::from(u8::from(matches!(self.overlap, Some(Overlap(_, true)))));
         v[12] = f32::from(u8::from(self.hits > 0 && self.view != View::Whole));
         v
     }
@@ -369,6 +371,22 @@ pub fn lines(text: &str) -> Vec<(&str, Overlap)> {
         w
     };
     let doc = words(text);
+    // The leading mark most lines share ('|' in a table, '>' in a quote), if one does: a
+    // line without it breaks the document's format.
+    let lead = |l: &str| l.chars().next().filter(|c| !c.is_alphanumeric());
+    let mut leads: Vec<Option<char>> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(lead)
+        .collect();
+    let total = leads.len();
+    leads.sort_unstable();
+    let format = leads
+        .chunk_by(|a, b| a == b)
+        .max_by_key(|run| run.len())
+        .filter(|run| run.len() >= 3 && run.len() * 10 >= total * 6)
+        .and_then(|run| run[0]);
     let count = |w: u64| doc.partition_point(|x| *x <= w) - doc.partition_point(|x| *x < w);
     text.lines()
         .map(str::trim)
@@ -382,14 +400,17 @@ pub fn lines(text: &str) -> Vec<(&str, Overlap)> {
                 shared += usize::from(count(run[0]) > run.len());
             }
             let overlap = (distinct > 0).then(|| (shared * 5 / distinct).min(4) as u8);
-            (l, Overlap(overlap))
+            let off_format = format.is_some_and(|f| lead(l) != Some(f));
+            (l, Overlap(overlap, off_format))
         })
         .collect()
 }
 
-/// The share of a line's words found elsewhere in its document, in fifths (`None`: no words).
+/// The share of a line's words found elsewhere in its document, in fifths (`None`: no words),
+/// and whether the line breaks the document's format: it lacks the leading mark that most
+/// lines share (a sentence among a table's `|` rows).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Overlap(pub Option<u8>);
+pub struct Overlap(pub Option<u8>, pub bool);
 
 /// Longest text judged per reading (the head and tail are kept: attacks sit at either end).
 const MAX_JUDGED: usize = 16 * 1024;
@@ -628,7 +649,7 @@ thread_local! {
     static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
 }
 
-const MAGIC: &[u8; 8] = b"PCINJ3\0\0";
+const MAGIC: &[u8; 8] = b"PCINJ4\0\0";
 static WEIGHTS: &[u8] = include_bytes!("../model/injection.bin");
 
 /// Scores texts with the shipped model.
@@ -697,9 +718,28 @@ mod tests {
             "the two-letter line is too short to judge: {l:?}"
         );
         // Two of five words (invoice, garden) recur; none of the planted line's do.
-        assert_eq!((l[0].1, l[1].1), (Overlap(Some(2)), Overlap(Some(2))));
-        assert_eq!(l[2].1, Overlap(Some(0)));
-        assert_eq!(lines("12 34 56 78 90 12")[0].1, Overlap(None));
+        assert_eq!(
+            (l[0].1, l[1].1),
+            (Overlap(Some(2), false), Overlap(Some(2), false))
+        );
+        assert_eq!(l[2].1, Overlap(Some(0), false));
+        assert_eq!(lines("12 34 56 78 90 12")[0].1, Overlap(None, false));
+    }
+
+    #[test]
+    fn a_line_that_breaks_a_tables_format_is_marked() {
+        let table = "| month | visitor | score |\n| dec. | spokane | 5 |\n| jan. | portland | 4 |\n\
+                     what is the capital of brazil?\n| feb. | seattle | 2 |";
+        let marked: Vec<&str> = lines(table)
+            .into_iter()
+            .filter(|(_, o)| o.1)
+            .map(|(l, _)| l)
+            .collect();
+        assert_eq!(marked, ["what is the capital of brazil?"]);
+        // Prose has no shared mark, so nothing breaks it.
+        let prose =
+            "dear team,\nthe invoice for march is attached.\nplease pay it by friday.\n- sam";
+        assert!(lines(prose).iter().all(|(_, o)| !o.1));
     }
 
     #[test]
