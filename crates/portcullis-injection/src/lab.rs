@@ -11,7 +11,8 @@
 //! false positives.
 
 use crate::detector::{
-    DIMS, Model, RULE_WEIGHT, SHAPE, Shape, Stack, View, dedup, features, lines, windows,
+    DIMS, Model, RULE_WEIGHT, SHAPE, Shape, Stack, View, Vocabulary, dedup, features, lines,
+    windows,
 };
 use crate::normalize::fold;
 use crate::rules;
@@ -50,11 +51,32 @@ pub struct Example {
     pub planted: Option<String>,
     /// The row is third-party content (a document, e-mail, table, code) rather than a prompt.
     pub document: bool,
+    /// Unlabelled natural prose (a RAG set's passages): words for the vocabulary only.
+    pub prose: bool,
+}
+
+/// Natural prose from a file of the RAG sets' format (`context`, `question`, `response`):
+/// the training command learns its words as the [`Vocabulary`].
+fn prose_of(l: &Line) -> String {
+    let mut t = l.context.join("\n");
+    for x in [&l.question, &l.response].into_iter().flatten() {
+        t.push('\n');
+        t.push_str(x);
+    }
+    t
 }
 
 #[derive(Deserialize)]
 struct Line {
-    text: String,
+    /// Absent in the RAG sets' format, whose prose is `context`, `question` and `response`.
+    #[serde(default)]
+    text: Option<String>,
+    #[serde(default)]
+    context: Vec<String>,
+    #[serde(default)]
+    question: Option<String>,
+    #[serde(default)]
+    response: Option<String>,
     #[serde(default)]
     label: Value,
     #[serde(default)]
@@ -69,7 +91,7 @@ struct Line {
     category: Option<String>,
 }
 
-/// Reads JSON-lines classification sets (`{"text", "label", …}`).
+/// Reads JSON-lines classification sets (`{"text", "label", …}`), and the RAG sets' prose.
 pub fn load(paths: &[PathBuf]) -> Result<Vec<Example>, LabError> {
     let mut out = Vec::new();
     for p in paths {
@@ -83,11 +105,16 @@ pub fn load(paths: &[PathBuf]) -> Result<Vec<Example>, LabError> {
             .enumerate()
             .filter(|(_, l)| !l.trim().is_empty())
         {
-            let l: Line = serde_json::from_str(line).map_err(|e| LabError::Data {
+            let mut l: Line = serde_json::from_str(line).map_err(|e| LabError::Data {
                 path: p.display().to_string(),
                 message: format!("line {}: {e}", i + 1),
             })?;
+            let (text, prose) = match l.text.take() {
+                Some(t) => (t, false),
+                None => (prose_of(&l), true),
+            };
             let attack = match l.label.as_str() {
+                _ if prose => None,
                 Some("jailbreak" | "injection") => Some(true),
                 Some("benign") => Some(false),
                 _ => None,
@@ -100,8 +127,8 @@ pub fn load(paths: &[PathBuf]) -> Result<Vec<Example>, LabError> {
             // otherwise a model could learn a context's clean lines and spot the odd one out.
             let group = if document {
                 let ctx = match l.attack.as_deref() {
-                    Some(a) if !a.is_empty() => l.text.replacen(a, "", 1),
-                    _ => l.text.clone(),
+                    Some(a) if !a.is_empty() => text.replacen(a, "", 1),
+                    _ => text.clone(),
                 };
                 ctx.chars()
                     .filter(|c| !c.is_whitespace())
@@ -111,10 +138,11 @@ pub fn load(paths: &[PathBuf]) -> Result<Vec<Example>, LabError> {
                 l.split_key
                     .clone()
                     .or_else(|| l.behavior.clone())
-                    .unwrap_or_else(|| l.text.clone())
+                    .unwrap_or_else(|| text.clone())
             };
             out.push(Example {
-                text: l.text,
+                text,
+                prose,
                 attack,
                 dataset: dataset.clone(),
                 source: l.source,
@@ -154,10 +182,10 @@ struct Row {
 
 impl Row {
     /// The row of folded text `t` judged as `view`.
-    fn new(t: &str, view: View, attack: bool, example: usize) -> Row {
+    fn new(t: &str, view: View, attack: bool, example: usize, vocabulary: &Vocabulary) -> Row {
         let hits = rules::matches(t);
         let mut feats = Vec::new();
-        let shape = features(t, &hits, None, view, &mut feats);
+        let shape = features(t, &hits, None, view, vocabulary, &mut feats);
         Row {
             feats,
             shape,
@@ -176,14 +204,14 @@ fn dedup_rows(rows: &mut [Row]) {
 
 /// The rows an example contributes: itself, and for documents each window (a window is an
 /// attack only when it holds the planted instruction).
-fn rows_of(i: usize, e: &Example, out: &mut Vec<Row>) {
+fn rows_of(i: usize, e: &Example, vocabulary: &Vocabulary, out: &mut Vec<Row>) {
     let Some(attack) = e.attack else { return };
     let folded = fold(&e.text);
     let windowed = e.document && folded.len() > crate::detector::WINDOW;
     // A long document with a planted line is an attack only where the line is: the whole
     // text would teach the model its (benign) context.
     if !(windowed && attack) {
-        out.push(Row::new(&folded, View::Whole, attack, i));
+        out.push(Row::new(&folded, View::Whole, attack, i, vocabulary));
     }
     if !windowed {
         return;
@@ -191,7 +219,7 @@ fn rows_of(i: usize, e: &Example, out: &mut Vec<Row>) {
     let planted = e.planted.as_deref().map(fold);
     for w in windows(&folded) {
         let hit = planted.as_deref().is_some_and(|p| w.contains(p.trim()));
-        out.push(Row::new(w, View::Window, hit, i));
+        out.push(Row::new(w, View::Window, hit, i, vocabulary));
     }
     // Lines: the planted instruction's first line is the attack; the rest of a planted block
     // (code that follows it) is neither.
@@ -203,7 +231,7 @@ fn rows_of(i: usize, e: &Example, out: &mut Vec<Row>) {
         if !hit && planted.as_deref().is_some_and(|p| p.contains(l)) {
             continue;
         }
-        let mut row = Row::new(l, View::Line, hit, i);
+        let mut row = Row::new(l, View::Line, hit, i, vocabulary);
         row.shape.overlap = Some(overlap);
         out.push(row);
     }
@@ -469,6 +497,32 @@ pub fn eval(paths: &[PathBuf]) -> Result<Value, LabError> {
 
 const FOLDS: u64 = 5;
 
+/// The words (lower-case ASCII, as [`features`] splits them) found at least twice in `prose`.
+fn vocabulary<'a>(prose: impl Iterator<Item = &'a str>) -> Vocabulary {
+    let mut seen: std::collections::HashMap<u64, u8> = Default::default();
+    for t in prose {
+        let folded = fold(t);
+        for part in folded
+            .split(|c: char| !(c.is_alphanumeric() || c == '\''))
+            .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()))
+        {
+            let n = seen.entry(fnv1a(part.as_bytes())).or_default();
+            *n = n.saturating_add(1);
+        }
+    }
+    let mut v = Vocabulary::empty();
+    let mut known: Vec<u64> = seen
+        .into_iter()
+        .filter(|(_, n)| *n >= 2)
+        .map(|(h, _)| h)
+        .collect();
+    known.sort_unstable();
+    for h in known {
+        v.insert(h);
+    }
+    v
+}
+
 /// `portcullis train injection`: fits on the trainable rows of `paths`, calibrates and picks
 /// the default threshold out of fold, writes weights to `out`, and returns a summary with
 /// the out-of-fold figures per set.
@@ -483,6 +537,7 @@ pub fn train(paths: &[PathBuf], out: &Path) -> Result<Value, LabError> {
             bad.dataset
         )));
     }
+    let vocabulary = vocabulary(data.iter().filter(|e| e.prose).map(|e| e.text.as_str()));
     data.retain(|e| e.attack.is_some());
     data.retain(|e| e.dataset != "benign_prompts" || trainable_benign(&e.source));
     if data.is_empty() {
@@ -490,7 +545,7 @@ pub fn train(paths: &[PathBuf], out: &Path) -> Result<Value, LabError> {
     }
     let mut rows = Vec::new();
     for (i, e) in data.iter().enumerate() {
-        rows_of(i, e, &mut rows);
+        rows_of(i, e, &vocabulary, &mut rows);
     }
     dedup_rows(&mut rows);
     let fold_of = |e: &Example| fnv1a(e.group.as_bytes()) % FOLDS;
@@ -502,7 +557,8 @@ pub fn train(paths: &[PathBuf], out: &Path) -> Result<Value, LabError> {
     let mut readings: Vec<Vec<(f32, [f32; SHAPE])>> = vec![Vec::new(); data.len()];
     for k in 0..FOLDS {
         let train: Vec<&Row> = rows.iter().filter(|r| folds[r.example] != k).collect();
-        let m = fit(&train);
+        let mut m = fit(&train);
+        m.vocabulary = vocabulary.clone();
         for (i, e) in data.iter().enumerate().filter(|(i, _)| folds[*i] == k) {
             readings[i] = m
                 .readings(&e.text, e.document)
@@ -537,6 +593,8 @@ pub fn train(paths: &[PathBuf], out: &Path) -> Result<Value, LabError> {
         .clamp(0.05, 0.9999);
     let all: Vec<&Row> = rows.iter().collect();
     let mut model = fit(&all);
+    let words = vocabulary.len();
+    model.vocabulary = vocabulary;
     model.stack = layer;
     model.platt_a = a;
     model.platt_b = b;
@@ -571,6 +629,7 @@ pub fn train(paths: &[PathBuf], out: &Path) -> Result<Value, LabError> {
         .collect();
     Ok(json!({
         "examples": data.len(),
+        "vocabulary_words": words,
         "rows": rows.len(),
         "threshold": threshold,
         "platt": [a, b],
@@ -733,6 +792,7 @@ mod tests {
                 group: String::new(),
                 planted: None,
                 document,
+                prose: false,
             };
             evaluate(m, &[e])["recall"].as_f64()
         };
@@ -741,6 +801,27 @@ mod tests {
         assert!(m.score_document(&page).value > m.score(&page).value);
         assert_eq!(as_kind(true), Some(1.0));
         assert_eq!(as_kind(false), Some(0.0));
+    }
+
+    #[test]
+    fn rag_passages_are_prose_for_the_vocabulary_and_nothing_else() {
+        let dir = std::env::temp_dir().join(format!("inj-lab-prose-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("passages.jsonl");
+        std::fs::write(
+            &p,
+            "{\"context\":[\"The harbour froze in 1845.\"],\"question\":\"When did the harbour \
+             freeze?\",\"response\":\"In 1845.\",\"label\":\"grounded\"}\n",
+        )
+        .unwrap();
+        let d = load(std::slice::from_ref(&p)).unwrap();
+        assert_eq!((d[0].prose, d[0].attack), (true, None));
+        assert!(d[0].text.contains("froze") && d[0].text.contains("When did"));
+        // Words seen twice are known; a word seen once is not (it may be a typo).
+        let v = vocabulary(d.iter().map(|e| e.text.as_str()));
+        assert!(v.knows(fnv1a(b"harbour")) && !v.knows(fnv1a(b"froze")));
+        assert_eq!(evaluate(&Model::zeros(), &d)["n_ignored"], 1);
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]
