@@ -12,6 +12,7 @@
 //! - [`pii`]: personal data and credentials: validated recognisers and a learned tagger.
 //! - [`text`]: normalisation shared by detectors. [`tokens`]: real token counts.
 //! - [`hash`]: stable hashing for feature hashing and reproducible data splits.
+//! - [`lbfgs`]: the minimiser the training commands solve their regressions with.
 //! - [`error`]: [`ApiError`], the OpenAI-shaped error every refusal becomes.
 
 pub mod chat;
