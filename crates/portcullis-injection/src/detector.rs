@@ -331,11 +331,13 @@ impl Shape {
         v[4] = f32::from(u8::from(self.view == View::Line));
         v[5] = f32::from(u8::from(self.hidden));
         match self.overlap {
-            Some(Overlap(Some(k), _)) => v[6 + usize::from(k.min(4))] = 1.0,
-            Some(Overlap(None, _)) => v[11] = 1.0,
+            Some(Overlap {
+                shared: Some(k), ..
+            }) => v[6 + usize::from(k.min(4))] = 1.0,
+            Some(Overlap { shared: None, .. }) => v[11] = 1.0,
             None => {}
         }
-        v[13] = f32::from(u8::from(matches!(self.overlap, Some(Overlap(_, true)))));
+        v[13] = f32::from(u8::from(self.overlap.is_some_and(|o| o.off_format)));
         v[14] = self.unknown_tail.max(0.0);
         v[12] = f32::from(u8::from(self.hits > 0 && self.view != View::Whole));
         v
@@ -476,18 +478,24 @@ pub fn lines(text: &str) -> Vec<(&str, Overlap)> {
                 distinct += 1;
                 shared += usize::from(count(run[0]) > run.len());
             }
-            let overlap = (distinct > 0).then(|| (shared * 5 / distinct).min(4) as u8);
+            let shared = (distinct > 0).then(|| (shared * 5 / distinct).min(4) as u8);
             let off_format = format.is_some_and(|f| lead(l) != Some(f));
-            (l, Overlap(overlap, off_format))
+            (l, Overlap { shared, off_format })
         })
         .collect()
 }
 
-/// The share of a line's words found elsewhere in its document, in fifths (`None`: no words),
-/// and whether the line breaks the document's format: it lacks the leading mark that most
-/// lines share (a sentence among a table's `|` rows).
+/// How a line of a document fits the rest of it: a planted line is off topic, and often out of
+/// the document's format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Overlap(pub Option<u8>, pub bool);
+pub struct Overlap {
+    /// The share of the line's words found elsewhere in the document, in fifths (`None`: no
+    /// words).
+    pub shared: Option<u8>,
+    /// The line lacks the leading mark that most of the document's lines share (a sentence
+    /// among a table's `|` rows).
+    pub off_format: bool,
+}
 
 /// Longest text judged per reading (the head and tail are kept: attacks sit at either end).
 const MAX_JUDGED: usize = 16 * 1024;
@@ -846,12 +854,10 @@ mod tests {
             "the two-letter line is too short to judge: {l:?}"
         );
         // Two of five words (invoice, garden) recur; none of the planted line's do.
-        assert_eq!(
-            (l[0].1, l[1].1),
-            (Overlap(Some(2), false), Overlap(Some(2), false))
-        );
-        assert_eq!(l[2].1, Overlap(Some(0), false));
-        assert_eq!(lines("12 34 56 78 90 12")[0].1, Overlap(None, false));
+        assert_eq!((l[0].1.shared, l[1].1.shared), (Some(2), Some(2)));
+        assert_eq!(l[2].1.shared, Some(0));
+        assert!(l.iter().all(|(_, o)| !o.off_format));
+        assert_eq!(lines("12 34 56 78 90 12")[0].1.shared, None);
     }
 
     #[test]
@@ -860,14 +866,14 @@ mod tests {
                      what is the capital of brazil?\n| feb. | seattle | 2 |";
         let marked: Vec<&str> = lines(table)
             .into_iter()
-            .filter(|(_, o)| o.1)
+            .filter(|(_, o)| o.off_format)
             .map(|(l, _)| l)
             .collect();
         assert_eq!(marked, ["what is the capital of brazil?"]);
         // Prose has no shared mark, so nothing breaks it.
         let prose =
             "dear team,\nthe invoice for march is attached.\nplease pay it by friday.\n- sam";
-        assert!(lines(prose).iter().all(|(_, o)| !o.1));
+        assert!(lines(prose).iter().all(|(_, o)| !o.off_format));
     }
 
     #[test]

@@ -210,7 +210,8 @@ impl Model {
     }
 
     /// Every head's logit for `text` as a whole and, per [`sentences`], for its sentences:
-    /// `(whole, best sentence)`, the latter before the offset (`-inf` without sentences).
+    /// `(whole, best sentence)`, the latter before the offset (`-inf` without sentences, and
+    /// for the [`POLICY`] head, which reads the whole text only).
     pub fn readings(&self, text: &str) -> Vec<(f32, f32)> {
         let f = features(text);
         let norm = self.norm(&f);
@@ -220,7 +221,7 @@ impl Model {
         for s in sentences(text) {
             let f = features(s);
             let norm = self.norm(&f);
-            for (h, o) in out.iter_mut().enumerate() {
+            for (h, o) in out.iter_mut().enumerate().filter(|(h, _)| *h != POLICY) {
                 o.1 = o.1.max(self.logit(h, &f, norm));
             }
         }

@@ -660,6 +660,34 @@ mod tests {
     }
 
     #[test]
+    fn the_policy_head_weighs_in_only_where_it_ranks_better() {
+        let anchor = |label| Example {
+            dataset: ANCHOR_SET.into(),
+            ..ex("x", label, &[])
+        };
+        let data: Vec<Example> = (0..40).map(|i| anchor(u8::from(i % 2 == 0))).collect();
+        let reading = |content: f32, policy: f32| {
+            let mut r = vec![(0.0, f32::NEG_INFINITY); HEADS.len()];
+            r[0] = (content, f32::NEG_INFINITY);
+            r[POLICY] = (policy, f32::NEG_INFINITY);
+            r
+        };
+        // The content gate ranks at chance; the policy head separates the classes.
+        let helps: Vec<_> = (0..40)
+            .map(|i| reading((i % 4) as f32 * 0.1, if i % 2 == 0 { 2.0 } else { -2.0 }))
+            .collect();
+        assert!(policy_weight(&data, &helps, 1.0) > 0.0);
+        // A policy head that ranks backwards gets no weight.
+        let hurts: Vec<_> = (0..40)
+            .map(|i| {
+                let y = i % 2 == 0;
+                reading(if y { 1.0 } else { -1.0 }, if y { -2.0 } else { 2.0 })
+            })
+            .collect();
+        assert_eq!(policy_weight(&data, &hurts, 1.0), 0.0);
+    }
+
+    #[test]
     fn average_precision_matches_hand_computation() {
         // Ranking: + - + -> AP = (1/1 + 2/3) / 2
         let v = [(0.9, true), (0.8, false), (0.7, true), (0.1, false)];
