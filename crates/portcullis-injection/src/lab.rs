@@ -111,7 +111,16 @@ pub fn load(paths: &[PathBuf]) -> Result<Vec<Example>, LabError> {
             })?;
             let (text, prose) = match l.text.take() {
                 Some(t) => (t, false),
-                None => (prose_of(&l), true),
+                None if !l.context.is_empty() || l.response.is_some() => (prose_of(&l), true),
+                None => {
+                    return Err(LabError::Data {
+                        path: p.display().to_string(),
+                        message: format!(
+                            "line {}: no `text` (nor a RAG set's `context` or `response`)",
+                            i + 1
+                        ),
+                    });
+                }
             };
             let attack = match l.label.as_str() {
                 _ if prose => None,
@@ -821,6 +830,9 @@ mod tests {
         let v = vocabulary(d.iter().map(|e| e.text.as_str()));
         assert!(v.knows(fnv1a(b"harbour")) && !v.knows(fnv1a(b"froze")));
         assert_eq!(evaluate(&Model::zeros(), &d)["n_ignored"], 1);
+        // A line with neither is an error, not silently prose.
+        std::fs::write(&p, "{\"label\":\"benign\"}\n").unwrap();
+        assert!(matches!(load(&[p]), Err(LabError::Data { .. })));
         let _ = std::fs::remove_dir_all(dir);
     }
 
