@@ -2,7 +2,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import net from 'node:net';
@@ -27,10 +27,12 @@ async function waitReady(url, proc) {
 }
 
 const procs = [];
+const dirs = [];
 let upstreamUrl, gw;
 
 async function startGateway(upstream) {
   const dir = mkdtempSync(join(tmpdir(), 'portcullis-node-'));
+  dirs.push(dir);
   const store = `sqlite://${dir}/gw.db`;
   const out = execFileSync(BIN, ['keys', 'create', '--user', 'bob', '--store', store], { encoding: 'utf8' });
   const key = out.trim().split('\n').pop();
@@ -51,7 +53,10 @@ before(async () => {
   gw = await startGateway(upstreamUrl);
 });
 
-after(() => { for (const p of procs) p.kill('SIGTERM'); });
+after(() => {
+  for (const p of procs) p.kill('SIGTERM');
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
 
 const client = (key = gw.key, url = gw.url) => new OpenAI({ baseURL: url, apiKey: key, maxRetries: 0 });
 

@@ -5,6 +5,7 @@ temporary SQLite store and spool, a fresh key, and a free loopback port.
 """
 import json
 import os
+import shutil
 import socket
 import subprocess
 import tempfile
@@ -78,6 +79,11 @@ class Gateway:
             self.proc.kill()
             self.proc.wait()
 
+    def close(self):
+        """Stops the gateway and removes its temp dir (store, config, spool)."""
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
 
 class MockUpstream:
     """A standalone `portcullis mock-upstream` process."""
@@ -109,7 +115,7 @@ def upstream():
 def gateway(upstream):
     g = Gateway(extra_args=["--upstream", upstream.url], env={"OPENAI_API_KEY": "sk-provider-secret"})
     yield g
-    g.stop()
+    g.close()
 
 
 @pytest.fixture()
@@ -123,4 +129,4 @@ def make_gateway():
 
     yield make
     for g in started:
-        g.stop()
+        g.close()
