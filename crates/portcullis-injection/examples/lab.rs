@@ -1,5 +1,6 @@
 //! `train OUT FILE…` / `eval FILE…`: what `portcullis train|eval injection` do, without
-//! building the gateway. `cargo run --release -p portcullis-injection --example lab -- eval F`
+//! building the gateway; `rules FILE…` and `as-documents FILE…` are diagnostics.
+//! `cargo run --release -p portcullis-injection --example lab -- eval F`
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 fn main() {
@@ -9,33 +10,51 @@ fn main() {
         .and_then(|a| a.into_string().ok())
         .unwrap_or_default();
     let rest: Vec<std::path::PathBuf> = args.map(Into::into).collect();
-    let out =
-        match cmd.as_str() {
-            "train" => portcullis_injection::lab::train(&rest[1..], &rest[0]).unwrap(),
-            "eval" => portcullis_injection::lab::eval(&rest).unwrap(),
-            "rules" => {
-                // How often the rules fire on attacks and on benign texts.
-                let data = portcullis_injection::lab::load(&rest).unwrap();
-                let mut counts = std::collections::BTreeMap::<String, (usize, usize)>::new();
-                for e in &data {
-                    let Some(y) = e.attack else { continue };
-                    let hits = portcullis_injection::rules::matches(
-                        &portcullis_injection::normalize::fold(&e.text),
-                    );
-                    for h in hits.iter().map(|h| h.to_string()).chain(std::iter::once(
-                        if hits.is_empty() {
+    let out = match cmd.as_str() {
+        "train" => portcullis_injection::lab::train(&rest[1..], &rest[0]).unwrap(),
+        "eval" => portcullis_injection::lab::eval(&rest).unwrap(),
+        "rules" => {
+            // How often the rules fire on attacks and on benign texts.
+            let data = portcullis_injection::lab::load(&rest).unwrap();
+            let mut counts = std::collections::BTreeMap::<String, (usize, usize)>::new();
+            for e in &data {
+                let Some(y) = e.attack else { continue };
+                let hits = portcullis_injection::rules::matches(
+                    &portcullis_injection::normalize::fold(&e.text),
+                );
+                for h in
+                    hits.iter()
+                        .map(|h| h.to_string())
+                        .chain(std::iter::once(if hits.is_empty() {
                             "(none)".to_string()
                         } else {
                             "(any)".to_string()
-                        },
-                    )) {
-                        let c = counts.entry(h).or_default();
-                        if y { c.0 += 1 } else { c.1 += 1 }
-                    }
+                        }))
+                {
+                    let c = counts.entry(h).or_default();
+                    if y { c.0 += 1 } else { c.1 += 1 }
                 }
-                serde_json::json!(counts)
             }
-            _ => panic!("usage: lab train OUT FILE… | lab eval FILE…"),
-        };
+            serde_json::json!(counts)
+        }
+        "as-documents" => {
+            // How often benign texts are flagged when read as documents (windows and
+            // lines): prompts full of instructions stand in for such tool results.
+            let data = portcullis_injection::lab::load(&rest).unwrap();
+            let m = portcullis_injection::detector::Model::builtin();
+            let benign: Vec<&str> = data
+                .iter()
+                .filter(|e| e.attack == Some(false))
+                .map(|e| e.text.as_str())
+                .collect();
+            let flagged = benign
+                .iter()
+                .filter(|t| m.score_document(t).value >= m.threshold)
+                .count();
+            serde_json::json!({"n_benign": benign.len(), "flagged": flagged,
+                                   "fpr": flagged as f64 / benign.len().max(1) as f64})
+        }
+        _ => panic!("usage: lab train OUT FILE… | eval FILE… | rules FILE… | as-documents FILE…"),
+    };
     println!("{out}");
 }

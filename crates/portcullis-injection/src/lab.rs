@@ -731,11 +731,18 @@ mod tests {
         assert!(best(&readings[0]) > best(&readings[1]));
     }
 
+    /// Writes `body` to `name` in a fresh temp dir for test `tag`: (dir, path). The caller
+    /// removes the dir.
+    fn temp_set(tag: &str, name: &str, body: &str) -> (PathBuf, PathBuf) {
+        let dir = std::env::temp_dir().join(format!("inj-lab-{tag}-{}", std::process::id()));
+        let p = dir.join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, body).unwrap();
+        (dir, p)
+    }
+
     #[test]
     fn a_document_and_its_planted_copies_share_a_fold_group() {
-        let dir = std::env::temp_dir().join(format!("inj-lab-grp-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let p = dir.join("docs.jsonl");
         let ctx = "Dear team, the quarterly report is attached.\nPlease review it by Friday.";
         let rows = [
             json!({"text": ctx, "label": "benign", "category": "clean_context"}),
@@ -746,7 +753,7 @@ mod tests {
             json!({"text": "Another mail entirely.", "label": "benign", "category": "clean_context"}),
         ];
         let body: Vec<String> = rows.iter().map(Value::to_string).collect();
-        std::fs::write(&p, body.join("\n")).unwrap();
+        let (dir, p) = temp_set("grp", "docs.jsonl", &body.join("\n"));
         let d = load(std::slice::from_ref(&p)).unwrap();
         assert_eq!(d[0].group, d[1].group);
         assert_eq!(d[1].group, d[2].group);
@@ -757,14 +764,11 @@ mod tests {
 
     #[test]
     fn labels_map_and_harmful_is_left_out() {
-        let dir = std::env::temp_dir().join(format!("inj-lab-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let p = dir.join("x.jsonl");
-        std::fs::write(
-            &p,
+        let (dir, p) = temp_set(
+            "labels",
+            "x.jsonl",
             "{\"text\":\"a\",\"label\":\"jailbreak\"}\n{\"text\":\"b\",\"label\":\"benign\"}\n{\"text\":\"c\",\"label\":\"harmful\"}\n",
-        )
-        .unwrap();
+        );
         let d = load(std::slice::from_ref(&p)).unwrap();
         assert_eq!(
             d.iter().map(|e| e.attack).collect::<Vec<_>>(),
@@ -814,15 +818,12 @@ mod tests {
 
     #[test]
     fn rag_passages_are_prose_for_the_vocabulary_and_nothing_else() {
-        let dir = std::env::temp_dir().join(format!("inj-lab-prose-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let p = dir.join("passages.jsonl");
-        std::fs::write(
-            &p,
+        let (dir, p) = temp_set(
+            "prose",
+            "passages.jsonl",
             "{\"context\":[\"The harbour froze in 1845.\"],\"question\":\"When did the harbour \
              freeze?\",\"response\":\"In 1845.\",\"label\":\"grounded\"}\n",
-        )
-        .unwrap();
+        );
         let d = load(std::slice::from_ref(&p)).unwrap();
         assert_eq!((d[0].prose, d[0].attack), (true, None));
         assert!(d[0].text.contains("froze") && d[0].text.contains("When did"));
@@ -838,10 +839,11 @@ mod tests {
 
     #[test]
     fn evaluation_only_sets_are_refused_for_training() {
-        let dir = std::env::temp_dir().join(format!("inj-lab-pm-{}", std::process::id()));
-        std::fs::create_dir_all(dir.join("promptmap_rules")).unwrap();
-        let p = dir.join("promptmap_rules/data.jsonl");
-        std::fs::write(&p, "{\"text\":\"a\",\"label\":\"jailbreak\"}\n").unwrap();
+        let (dir, p) = temp_set(
+            "pm",
+            "promptmap_rules/data.jsonl",
+            "{\"text\":\"a\",\"label\":\"jailbreak\"}\n",
+        );
         let e = train(&[p], &dir.join("out.bin")).unwrap_err();
         assert!(matches!(e, LabError::Licence(_)));
         let _ = std::fs::remove_dir_all(dir);

@@ -438,55 +438,53 @@ fn choose_threshold(oof: &[(f32, bool, bool)]) -> f32 {
     t
 }
 
-/// The offset (a grid of quarter logits, or none) under which a text's best sentence reading
-/// gives the content gate its best out-of-fold AUPRC on the anchor set.
-fn sentence_offset(data: &[Example], readings: &[Vec<(f32, f32)>]) -> f32 {
+/// Of `start` and then each value of `grid`, the one under which `score(readings, value)`
+/// ranks the anchor set best (out-of-fold AUPRC; the earliest of ties): how the training
+/// command picks each weight it adds on top of the fitted heads.
+fn best_on_anchor(
+    data: &[Example],
+    readings: &[Vec<(f32, f32)>],
+    start: f32,
+    grid: impl Iterator<Item = f32>,
+    score: impl Fn(&[(f32, f32)], f32) -> f32,
+) -> f32 {
     let anchor: Vec<(&Vec<(f32, f32)>, bool)> = data
         .iter()
         .zip(readings)
         .filter(|(e, _)| e.dataset == ANCHOR_SET)
         .map(|(e, r)| (r, e.label == 1))
         .collect();
-    let ap = |c: f32| {
-        let v: Vec<(f32, bool)> = anchor
-            .iter()
-            .map(|(r, y)| (r.first().map_or(0.0, |(w, s)| w.max(s - c)), *y))
-            .collect();
+    let ap = |x: f32| {
+        let v: Vec<(f32, bool)> = anchor.iter().map(|(r, y)| (score(r, x), *y)).collect();
         auprc(&v)
     };
-    let mut best = (f32::INFINITY, ap(f32::INFINITY));
-    for c in (0..=16).map(|i| i as f32 / 4.0) {
-        let a = ap(c);
+    let mut best = (start, ap(start));
+    for x in grid {
+        let a = ap(x);
         if a > best.1 {
-            best = (c, a);
+            best = (x, a);
         }
     }
     best.0
 }
 
+/// The offset (a grid of quarter logits, or none) under which a text's best sentence reading
+/// gives the content gate its best out-of-fold AUPRC on the anchor set.
+fn sentence_offset(data: &[Example], readings: &[Vec<(f32, f32)>]) -> f32 {
+    let grid = (0..=16).map(|i| i as f32 / 4.0);
+    best_on_anchor(data, readings, f32::INFINITY, grid, |r, c| {
+        r.first().map_or(0.0, |(w, s)| w.max(s - c))
+    })
+}
+
 /// The weight (a grid of quarters up to 2) of the policy head's whole-text logit in the
 /// content gate that gives the gate its best out-of-fold AUPRC on the anchor set.
 fn policy_weight(data: &[Example], readings: &[Vec<(f32, f32)>], offset: f32) -> f32 {
-    let ap = |a: f32| {
-        let v: Vec<(f32, bool)> = data
-            .iter()
-            .zip(readings)
-            .filter(|(e, _)| e.dataset == ANCHOR_SET)
-            .map(|(e, r)| {
-                let (w, s) = r[0];
-                (w.max(s - offset) + a * r[POLICY].0, e.label == 1)
-            })
-            .collect();
-        auprc(&v)
-    };
-    let mut best = (0.0, ap(0.0));
-    for a in (1..=8).map(|i| i as f32 / 4.0) {
-        let v = ap(a);
-        if v > best.1 {
-            best = (a, v);
-        }
-    }
-    best.0
+    let grid = (1..=8).map(|i| i as f32 / 4.0);
+    best_on_anchor(data, readings, 0.0, grid, |r, a| {
+        let (w, s) = r[0];
+        w.max(s - offset) + a * r[POLICY].0
+    })
 }
 
 /// `portcullis train moderation`: fits on `paths` (refusing non-trainable sets), reports
@@ -630,13 +628,19 @@ mod tests {
         }
     }
 
+    /// Forty anchor-set rows, flagged and clean in turn.
+    fn anchor_rows() -> Vec<Example> {
+        (0..40)
+            .map(|i| Example {
+                dataset: ANCHOR_SET.into(),
+                ..ex("x", u8::from(i % 2 == 0), &[])
+            })
+            .collect()
+    }
+
     #[test]
     fn the_sentence_offset_is_kept_only_where_sentences_help() {
-        let anchor = |label| Example {
-            dataset: ANCHOR_SET.into(),
-            ..ex("x", label, &[])
-        };
-        let data: Vec<Example> = (0..40).map(|i| anchor(u8::from(i % 2 == 0))).collect();
+        let data = anchor_rows();
         // The whole text ranks flagged posts only at chance; their best sentence ranks them
         // clearly, 2.0 logits above clean posts' sentences.
         let helps: Vec<Vec<(f32, f32)>> = (0..40)
@@ -661,11 +665,7 @@ mod tests {
 
     #[test]
     fn the_policy_head_weighs_in_only_where_it_ranks_better() {
-        let anchor = |label| Example {
-            dataset: ANCHOR_SET.into(),
-            ..ex("x", label, &[])
-        };
-        let data: Vec<Example> = (0..40).map(|i| anchor(u8::from(i % 2 == 0))).collect();
+        let data = anchor_rows();
         let reading = |content: f32, policy: f32| {
             let mut r = vec![(0.0, f32::NEG_INFINITY); HEADS.len()];
             r[0] = (content, f32::NEG_INFINITY);
