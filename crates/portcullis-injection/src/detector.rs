@@ -198,6 +198,11 @@ pub fn features(
             prev = Some(h);
         }
     }
+    let unbalanced = if win {
+        0
+    } else {
+        unbalanced_brackets(folded.split_whitespace().skip(tail_from))
+    };
     // Byte 3-, 4- and 5-grams (spaces kept): typo-tolerant and not tied to English words.
     let bytes = folded.as_bytes();
     let ns = if win { NS_WIN } else { 0 };
@@ -257,7 +262,33 @@ pub fn features(
         } else {
             0.0
         },
+        unbalanced,
     }
+}
+
+/// How many brackets of `tokens` close nothing or are never closed. Code and prose balance
+/// theirs; a suffix optimised token by token ("](#HERE `--textt\":Inst'} ;\">\")") does not.
+fn unbalanced_brackets<'a>(tokens: impl Iterator<Item = &'a str>) -> usize {
+    let (mut open, mut bad) = (Vec::new(), 0usize);
+    for b in tokens.flat_map(str::bytes) {
+        match b {
+            b'(' | b'[' | b'{' => open.push(b),
+            b')' | b']' | b'}' => {
+                let want = match b {
+                    b')' => b'(',
+                    b']' => b'[',
+                    _ => b'{',
+                };
+                if open.last() == Some(&want) {
+                    open.pop();
+                } else {
+                    bad += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    bad + open.len()
 }
 
 /// What a reading is beside its words — the inputs of the stacking layer, whose weights are
@@ -282,10 +313,13 @@ pub struct Shape {
     /// How much more of the last half's words than the first's the vocabulary lacks: the
     /// fragments of an optimised suffix (a text all in another language lacks words evenly).
     pub unknown_tail: f32,
+    /// Brackets of the last half that close nothing or are never closed (see
+    /// [`unbalanced_brackets`]); counted for whole messages only, since windows cut code.
+    pub unbalanced: usize,
 }
 
 /// Inputs of the stacking layer per reading.
-pub const SHAPE: usize = 15;
+pub const SHAPE: usize = 16;
 
 /// The stacking layer: a reading's logit is `bias + ngram * (n-gram logit) + shape · x`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -298,7 +332,7 @@ pub struct Stack {
 /// Logit added per matching rule family (at most three): the rules are precise general
 /// signals, evidence the n-grams may underweight on unseen phrasings. Fixed, not fit: data
 /// cannot show what they are worth on phrasings it lacks.
-pub const RULE_WEIGHT: f32 = 1.5;
+pub const RULE_WEIGHT: f32 = 2.0;
 
 impl Default for Stack {
     /// The n-gram logit plus [`RULE_WEIGHT`] per rule family matched.
@@ -339,6 +373,7 @@ impl Shape {
         }
         v[13] = f32::from(u8::from(self.overlap.is_some_and(|o| o.off_format)));
         v[14] = self.unknown_tail.max(0.0);
+        v[15] = f32::from(u8::from(self.unbalanced >= 2));
         v[12] = f32::from(u8::from(self.hits > 0 && self.view != View::Whole));
         v
     }
@@ -747,7 +782,7 @@ thread_local! {
     static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
 }
 
-const MAGIC: &[u8; 8] = b"PCINJ5\0\0";
+const MAGIC: &[u8; 8] = b"PCINJ6\0\0";
 static WEIGHTS: &[u8] = include_bytes!("../model/injection.bin");
 
 /// Scores texts with the shipped model.
@@ -836,6 +871,31 @@ mod tests {
         // Without a vocabulary the input is off.
         let off = shape_of(&suffixed, &Vocabulary::empty());
         assert_eq!(off.unknown_tail, 0.0);
+    }
+
+    #[test]
+    fn an_optimised_suffix_leaves_brackets_open_and_code_closes_them() {
+        let v = Vocabulary::empty();
+        let request = "write a blog post explaining why people should save money for their \
+                       retirement and how to start early";
+        let suffixed = format!("{request} perhaps](#here `--textt\":inst'}} noreferrer ({{[case");
+        let s = shape_of(&suffixed, &v);
+        assert!(s.unbalanced >= 2, "{s:?}");
+        assert_eq!(s.vector()[15], 1.0);
+        // Code after a request balances its brackets, however many there are.
+        let code = format!(
+            "{request} in python: def save(months): return [m * 2 for m in range(months)] \
+             if months else {{}} print(save(12))"
+        );
+        let c = shape_of(&code, &v);
+        assert_eq!(c.unbalanced, 0, "{c:?}");
+        assert_eq!(c.vector()[15], 0.0);
+        // Unbalanced brackets in the first half (a quoted fragment) are not a suffix.
+        let head = format!("([{{ {request} and then some more plain words to fill the last half");
+        assert_eq!(shape_of(&head, &v).unbalanced, 0);
+        // A window may cut a code block anywhere: only whole messages are counted.
+        let window = features(&suffixed, &[], None, View::Window, &v, &mut Vec::new());
+        assert_eq!(window.unbalanced, 0);
     }
 
     #[test]
