@@ -1,11 +1,10 @@
 //! The local moderation classifier: one-vs-rest logistic regression over IDF-weighted,
-//! length-normalised hashed word uni/bi-grams, character 4-grams (robust to misspellings and
+//! length-normalised hashed word uni/bi-grams, character 3- to 5-grams within words (robust to misspellings and
 //! not English-only) and a profanity-lexicon feature. A text of several sentences is judged
 //! whole and sentence by sentence. Weights are trained by `portcullis train moderation` and
 //! embedded; inference is allocation-light and well under a millisecond per message.
 
 use portcullis_core::hash::fnv1a_parts;
-use std::collections::HashSet;
 use std::sync::OnceLock;
 
 /// Feature space size (hashed).
@@ -44,8 +43,9 @@ pub const FIRST_CATEGORY: usize = 3;
 /// Trained weights and the decision threshold of the `flagged` head.
 #[derive(Debug, Clone)]
 pub struct Model {
-    /// `HEADS.len()` rows of `DIMS` weights.
-    pub weights: Vec<Vec<f32>>,
+    /// `DIMS` rows of `HEADS.len()` weights, feature by feature: a feature's weights for every
+    /// head share a cache line, so scoring all heads costs one memory read per feature.
+    pub weights: Vec<f32>,
     /// Inverse document frequency per feature, from the training texts: rare words say more
     /// than "the" about what a message is.
     pub idf: Vec<f32>,
@@ -65,24 +65,39 @@ pub struct Scores {
     pub categories: Vec<(&'static str, f32)>,
 }
 
-fn lexicon() -> &'static (HashSet<String>, HashSet<String>) {
-    static L: OnceLock<(HashSet<String>, HashSet<String>)> = OnceLock::new();
+/// The profanity lexicon's words and two-word phrases, as sorted hashes of their words (see
+/// [`lexicon_key`]): looked up for every word and word pair of a message, so a binary search
+/// over integers, not string hashing.
+fn lexicon() -> &'static [u64] {
+    static L: OnceLock<Vec<u64>> = OnceLock::new();
     L.get_or_init(|| {
-        let mut words = HashSet::new();
-        let mut phrases = HashSet::new();
-        for line in include_str!("../model/profanity_wordlist.txt").lines() {
-            let w = line.trim().to_lowercase();
-            if w.is_empty() {
-                continue;
-            }
-            if w.contains(' ') {
-                phrases.insert(w);
-            } else {
-                words.insert(w);
-            }
-        }
-        (words, phrases)
+        let mut keys: Vec<u64> = include_str!("../model/profanity_wordlist.txt")
+            .lines()
+            .filter_map(|line| {
+                let w = line.trim().to_lowercase();
+                let parts: Vec<&str> = w.split(' ').collect();
+                match parts[..] {
+                    [""] => None,
+                    [a] => Some(lexicon_key(a, None)),
+                    [a, b] => Some(lexicon_key(a, Some(b))),
+                    // Longer phrases never match: messages are looked up word by word and by
+                    // pairs.
+                    _ => None,
+                }
+            })
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        keys
     })
+}
+
+/// The lexicon key of a word, or of a word and the next.
+fn lexicon_key(w: &str, next: Option<&str>) -> u64 {
+    match next {
+        None => fnv1a_parts(&[b"lexw", w.as_bytes()]),
+        Some(n) => fnv1a_parts(&[b"lexp", w.as_bytes(), n.as_bytes()]),
+    }
 }
 
 /// Lower-cased words of `text` after folding hidden characters and compatibility forms.
@@ -103,42 +118,51 @@ pub fn words(text: &str) -> Vec<String> {
     out
 }
 
+/// What the curated [`rules`](crate::rules) add to the `content` gate for a text's `words`.
+pub fn rule_logit(words: &[String]) -> f32 {
+    crate::rules::RULE_WEIGHT * crate::rules::families(words).len() as f32
+}
+
 /// The hashed feature indices of `text` (deduplicated, sorted).
 pub fn features(text: &str) -> Vec<u32> {
-    let ws = words(text);
-    let mut f: Vec<u32> = Vec::with_capacity(ws.len() * 8 + 4);
+    features_of(&words(text))
+}
+
+/// The hashed feature indices of a text's [`words`].
+fn features_of(ws: &[String]) -> Vec<u32> {
+    let mut f: Vec<u32> = Vec::with_capacity(ws.len() * 16 + 4);
     let idx = |h: u64| (h % DIMS as u64) as u32;
-    let (lex_words, lex_phrases) = lexicon();
+    let lex = lexicon();
+    let in_lexicon = |key: u64| lex.binary_search(&key).is_ok();
     let mut lex_hits = 0;
-    // Buffers reused across words.
-    let (mut pair, mut padded) = (String::new(), Vec::<char>::new());
+    // Buffer reused across words.
+    let mut padded = Vec::<char>::new();
     for (i, w) in ws.iter().enumerate() {
         f.push(idx(fnv1a_parts(&[b"w", w.as_bytes()])));
         if let Some(next) = ws.get(i + 1) {
             f.push(idx(fnv1a_parts(&[b"b", w.as_bytes(), next.as_bytes()])));
-            pair.clear();
-            pair.push_str(w);
-            pair.push(' ');
-            pair.push_str(next);
-            if lex_phrases.contains(&pair) {
+            if in_lexicon(lexicon_key(w, Some(next))) {
                 lex_hits += 1;
             }
         }
-        if lex_words.contains(w.as_str()) {
+        if in_lexicon(lexicon_key(w, None)) {
             lex_hits += 1;
         }
         padded.clear();
         padded.push(' ');
         padded.extend(w.chars());
         padded.push(' ');
-        // Each 4-gram's UTF-8 bytes, encoded on the stack (four chars fit in 16 bytes).
-        let mut buf = [0u8; 16];
-        for g in padded.windows(4) {
-            let mut n = 0;
-            for c in g {
-                n += c.encode_utf8(&mut buf[n..]).len();
+        // Each 3-, 4- and 5-gram's UTF-8 bytes, encoded on the stack (five chars fit in 20
+        // bytes).
+        let mut buf = [0u8; 20];
+        for k in 3..=5 {
+            for g in padded.windows(k) {
+                let mut n = 0;
+                for c in g {
+                    n += c.encode_utf8(&mut buf[n..]).len();
+                }
+                f.push(idx(fnv1a_parts(&[b"c", &buf[..n]])));
             }
-            f.push(idx(fnv1a_parts(&[b"c", &buf[..n]])));
         }
     }
     let lex_bucket: &[u8] = match lex_hits {
@@ -171,7 +195,7 @@ pub fn sentences(text: &str) -> Vec<&str> {
     if s.len() >= 2 { s } else { Vec::new() }
 }
 
-const MAGIC: &[u8; 8] = b"PCMOD4\0\0";
+const MAGIC: &[u8; 8] = b"PCMOD5\0\0";
 
 fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
@@ -181,7 +205,7 @@ impl Model {
     /// An untrained model (all zero).
     pub fn zeros() -> Model {
         Model {
-            weights: vec![vec![0.0; DIMS]; HEADS.len()],
+            weights: vec![0.0; DIMS * HEADS.len()],
             idf: vec![1.0; DIMS],
             bias: vec![0.0; HEADS.len()],
             sentence_offset: f32::INFINITY,
@@ -200,29 +224,54 @@ impl Model {
             .max(1e-9)
     }
 
-    /// Raw logit of head `h` for features `f` of IDF length `norm` (from [`Model::norm`]).
-    pub fn logit(&self, h: usize, f: &[u32], norm: f32) -> f32 {
-        let w = &self.weights[h];
-        self.bias[h]
-            + f.iter()
-                .map(|i| w[*i as usize] * (self.idf[*i as usize] / norm))
-                .sum::<f32>()
+    /// Head `h`'s weight of feature `k`.
+    pub fn weight(&self, h: usize, k: usize) -> f32 {
+        self.weights[k * HEADS.len() + h]
+    }
+
+    /// Sets head `h`'s weights (`DIMS` of them).
+    pub fn set_head(&mut self, h: usize, w: &[f32]) {
+        for (k, w) in w.iter().enumerate() {
+            self.weights[k * HEADS.len() + h] = *w;
+        }
+    }
+
+    /// Raw logit of every head for features `f` of IDF length `norm` (from [`Model::norm`]).
+    pub fn head_logits(&self, f: &[u32], norm: f32) -> [f32; HEADS.len()] {
+        let mut z = [0.0f32; HEADS.len()];
+        for &i in f {
+            let x = self.idf[i as usize] / norm;
+            let row = &self.weights[i as usize * HEADS.len()..][..HEADS.len()];
+            for (z, w) in z.iter_mut().zip(row) {
+                *z += w * x;
+            }
+        }
+        for (z, b) in z.iter_mut().zip(&self.bias) {
+            *z += b;
+        }
+        z
     }
 
     /// Every head's logit for `text` as a whole and, per [`sentences`], for its sentences:
     /// `(whole, best sentence)`, the latter before the offset (`-inf` without sentences, and
     /// for the [`POLICY`] head, which reads the whole text only).
     pub fn readings(&self, text: &str) -> Vec<(f32, f32)> {
-        let f = features(text);
-        let norm = self.norm(&f);
-        let mut out: Vec<(f32, f32)> = (0..HEADS.len())
-            .map(|h| (self.logit(h, &f, norm), f32::NEG_INFINITY))
+        self.readings_of(text, &words(text))
+    }
+
+    /// [`Model::readings`] of `text`, whose [`words`] are `ws`.
+    fn readings_of(&self, text: &str, ws: &[String]) -> Vec<(f32, f32)> {
+        let f = features_of(ws);
+        let mut out: Vec<(f32, f32)> = self
+            .head_logits(&f, self.norm(&f))
+            .iter()
+            .map(|z| (*z, f32::NEG_INFINITY))
             .collect();
         for s in sentences(text) {
             let f = features(s);
-            let norm = self.norm(&f);
+            let z = self.head_logits(&f, self.norm(&f));
             for (h, o) in out.iter_mut().enumerate().filter(|(h, _)| *h != POLICY) {
-                o.1 = o.1.max(self.logit(h, &f, norm));
+                o.1 = o.1.max(z[h]);
             }
         }
         out
@@ -232,13 +281,14 @@ impl Model {
     /// offset, whichever is higher; the [`POLICY`] head reads the whole text only (its
     /// sentences add nothing out of fold) and weighs in the `content` gate.
     pub fn logits(&self, text: &str) -> Vec<f32> {
-        let r = self.readings(text);
+        let ws = words(text);
+        let r = self.readings_of(text, &ws);
         let mut z: Vec<f32> = r
             .iter()
             .map(|(w, s)| w.max(s - self.sentence_offset))
             .collect();
         z[POLICY] = r[POLICY].0;
-        z[0] += self.policy_weight * z[POLICY];
+        z[0] += self.policy_weight * z[POLICY] + rule_logit(&ws);
         z
     }
 
@@ -272,14 +322,12 @@ impl Model {
             out.extend_from_slice(&((x / idf_scale).round() as u16).to_le_bytes());
         }
         for h in 0..HEADS.len() {
-            let max = self.weights[h]
-                .iter()
-                .fold(0f32, |m, w| m.max(w.abs()))
-                .max(1e-9);
+            let head = (0..DIMS).map(|k| self.weight(h, k));
+            let max = head.clone().fold(0f32, |m, w| m.max(w.abs())).max(1e-9);
             let scale = max / i16::MAX as f32;
             out.extend_from_slice(&self.bias[h].to_le_bytes());
             out.extend_from_slice(&scale.to_le_bytes());
-            for w in &self.weights[h] {
+            for w in head {
                 out.extend_from_slice(&((w / scale).round() as i16).to_le_bytes());
             }
         }
@@ -312,8 +360,8 @@ impl Model {
             let scale = f32::from_le_bytes(rd4(at + 4)?);
             at += 8;
             let raw = b.get(at..at + dims * 2)?;
-            for (i, c) in raw.chunks_exact(2).enumerate() {
-                m.weights[h][i] = i16::from_le_bytes([c[0], c[1]]) as f32 * scale;
+            for (k, c) in raw.chunks_exact(2).enumerate() {
+                m.weights[k * HEADS.len() + h] = i16::from_le_bytes([c[0], c[1]]) as f32 * scale;
             }
             at += dims * 2;
         }
@@ -346,8 +394,9 @@ mod tests {
     #[test]
     fn weights_round_trip() {
         let mut m = Model::zeros();
-        m.weights[3][17] = 0.75;
-        m.weights[3][18] = -1.5;
+        let mut head = vec![0.0; DIMS];
+        (head[17], head[18]) = (0.75, -1.5);
+        m.set_head(3, &head);
         m.bias[2] = 0.25;
         m.threshold = 0.6;
         m.idf[5] = 3.5;
@@ -356,8 +405,9 @@ mod tests {
         let back = Model::from_bytes(&m.to_bytes()).unwrap();
         assert_eq!((back.sentence_offset, back.policy_weight), (1.25, 0.5));
         assert!((back.idf[5] - 3.5).abs() < 1e-3 && (back.idf[6] - 1.0).abs() < 1e-3);
-        assert!((back.weights[3][17] - 0.75).abs() < 1e-3);
-        assert!((back.weights[3][18] + 1.5).abs() < 1e-3);
+        assert!((back.weight(3, 17) - 0.75).abs() < 1e-3);
+        assert!((back.weight(3, 18) + 1.5).abs() < 1e-3);
+        assert_eq!(back.weight(2, 17), 0.0);
         assert_eq!((back.bias[2], back.threshold), (0.25, 0.6));
         assert!(Model::from_bytes(b"garbage").is_none());
     }

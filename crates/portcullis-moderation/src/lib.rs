@@ -7,10 +7,12 @@
 //! - [`classifier`]: features, the model, its embedded weights.
 //! - [`guard`]: [`ModerationGuard`], [`ModerationConfig`], the [`Moderator`] contract.
 //! - [`lab`]: training and evaluation on `../shared/data/moderation/`.
+//! - [`rules`]: curated patterns (threats, dehumanisation) the sets barely hold.
 
 pub mod classifier;
 pub mod guard;
 pub mod lab;
+pub mod rules;
 
 pub use guard::{
     LocalModerator, Moderation, ModerationConfig, ModerationGuard, Moderator, ProviderError,
