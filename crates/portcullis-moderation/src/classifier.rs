@@ -1,7 +1,8 @@
 //! The local moderation classifier: one-vs-rest logistic regression over IDF-weighted,
-//! length-normalised hashed word uni/bi-grams, character 3- to 5-grams within words (robust to misspellings and
-//! not English-only) and a profanity-lexicon feature. A text of several sentences is judged
-//! whole and sentence by sentence. Weights are trained by `portcullis train moderation` and
+//! length-normalised hashed word uni/bi-grams, character 3- to 5-grams within words (robust to
+//! misspellings and not English-only) and a profanity-lexicon feature, plus the curated
+//! [`rules`](crate::rules) on the `content` gate. A text of several sentences is judged whole
+//! and sentence by sentence. Weights are trained by `portcullis train moderation` and
 //! embedded; inference is allocation-light and well under a millisecond per message.
 
 use portcullis_core::hash::fnv1a_parts;
