@@ -451,6 +451,8 @@ mod tests {
         let toxic = [
             "I will kill you and your whole family, you worthless piece of shit",
             "all of those people are subhuman vermin and should be exterminated",
+            "I'm gonna stab you",
+            "I will murder you",
         ];
         let fine = [
             "How do I kill a Python process that hangs?",
