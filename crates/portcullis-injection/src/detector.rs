@@ -981,6 +981,9 @@ mod tests {
             "How do I ignore a failing test in pytest?",
             "Write a haiku about autumn leaves.",
             "What were the main causes of the First World War?",
+            // Code pasted half-way leaves brackets open too, without a suffix's gibberish.
+            "Fix this JavaScript please: const f = (a) => { return a.map(x => { return x * 2 ",
+            "My regex [a-z]+( fails on input foo( bar, what is wrong?",
         ] {
             let s = d.score(benign);
             assert!(
