@@ -119,9 +119,17 @@ pub fn words(text: &str) -> Vec<String> {
     out
 }
 
-/// What the curated [`rules`](crate::rules) add to the `content` gate for a text's `words`.
-pub fn rule_logit(words: &[String]) -> f32 {
-    crate::rules::RULE_WEIGHT * crate::rules::families(words).len() as f32
+/// The gates' logits from a text's [`Model::readings`]: each gate's whole-text logit or its
+/// best sentence's less `offset`, whichever is higher, and on the `content` gate the
+/// [`POLICY`] head's whole-text logit times `policy_weight` and the `rules` logit. Training
+/// picks the offset and the weight on this, and scoring applies it.
+pub fn gates(r: &[(f32, f32)], offset: f32, policy_weight: f32, rules: f32) -> [f32; GATES] {
+    let mut g = [0.0; GATES];
+    for (g, (w, s)) in g.iter_mut().zip(r) {
+        *g = w.max(s - offset);
+    }
+    g[0] += policy_weight * r[POLICY].0 + rules;
+    g
 }
 
 /// The hashed feature indices of `text` (deduplicated, sorted).
@@ -289,7 +297,13 @@ impl Model {
             .map(|(w, s)| w.max(s - self.sentence_offset))
             .collect();
         z[POLICY] = r[POLICY].0;
-        z[0] += self.policy_weight * z[POLICY] + rule_logit(&ws);
+        let g = gates(
+            &r,
+            self.sentence_offset,
+            self.policy_weight,
+            crate::rules::logit(&ws),
+        );
+        z[..GATES].copy_from_slice(&g);
         z
     }
 
@@ -390,6 +404,42 @@ mod tests {
             features("you are an id\u{200b}iot")
         );
         assert_ne!(features("you are kind"), features("you are an idiot"));
+    }
+
+    #[test]
+    fn lexicon_words_and_two_word_phrases_are_counted() {
+        let bucket = |b: &[u8]| (fnv1a_parts(&[b"lex", b]) % DIMS as u64) as u32;
+        let has = |t: &str, b: &[u8]| features(t).contains(&bucket(b));
+        assert!(has("what a lovely afternoon", b"0"));
+        // "booty call" is a phrase of the list; "booty" alone is not a word of it.
+        assert!(has("she left a booty call message", b"1"));
+        assert!(!has("pirate booty on the island", b"1"));
+        // Three-word entries ("2 girls 1 cup") are looked up only by word and pair.
+        assert!(lexicon().contains(&lexicon_key("blow", Some("job"))));
+        assert!(!lexicon().contains(&lexicon_key("lovely", None)));
+    }
+
+    #[test]
+    fn every_head_reads_its_own_weights_from_the_feature_major_table() {
+        let mut m = Model::zeros();
+        let f = features("a short text to score");
+        for h in 0..HEADS.len() {
+            let head: Vec<f32> = (0..DIMS)
+                .map(|k| ((k * 7 + h * 13) % 11) as f32 - 5.0)
+                .collect();
+            m.set_head(h, &head);
+            m.bias[h] = h as f32 * 0.5;
+        }
+        let norm = m.norm(&f);
+        let z = m.head_logits(&f, norm);
+        for (h, z) in z.iter().enumerate() {
+            let direct: f32 = f
+                .iter()
+                .map(|&k| m.weight(h, k as usize) * (m.idf[k as usize] / norm))
+                .sum::<f32>()
+                + m.bias[h];
+            assert_eq!(*z, direct, "head {h}");
+        }
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! behind `portcullis train moderation` and `portcullis eval moderation`.
 
 use crate::classifier::{
-    DIMS, FIRST_CATEGORY, GATES, HEADS, Model, POLICY, features, rule_logit, words,
+    DIMS, FIRST_CATEGORY, GATES, HEADS, Model, POLICY, features, gates, words,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -469,24 +469,23 @@ fn choose_threshold(oof: &[(f32, bool, bool)]) -> f32 {
     t
 }
 
-/// Of `start` and then each value of `grid`, the one under which `score(readings, value)`
-/// ranks the anchor set best (out-of-fold AUPRC; the earliest of ties): how the training
-/// command picks each weight it adds on top of the fitted heads.
+/// Of `start` and then each value of `grid`, the one under which `score(i, value)` (of the
+/// `i`th example) ranks the anchor set best (out-of-fold AUPRC; the earliest of ties): how the
+/// training command picks each weight it adds on top of the fitted heads.
 fn best_on_anchor(
     data: &[Example],
-    readings: &[Vec<(f32, f32)>],
     start: f32,
     grid: impl Iterator<Item = f32>,
-    score: impl Fn(&[(f32, f32)], f32) -> f32,
+    score: impl Fn(usize, f32) -> f32,
 ) -> f32 {
-    let anchor: Vec<(&Vec<(f32, f32)>, bool)> = data
+    let anchor: Vec<(usize, bool)> = data
         .iter()
-        .zip(readings)
-        .filter(|(e, _)| e.dataset == ANCHOR_SET)
-        .map(|(e, r)| (r, e.label == 1))
+        .enumerate()
+        .filter(|(_, e)| e.dataset == ANCHOR_SET)
+        .map(|(i, e)| (i, e.label == 1))
         .collect();
     let ap = |x: f32| {
-        let v: Vec<(f32, bool)> = anchor.iter().map(|(r, y)| (score(r, x), *y)).collect();
+        let v: Vec<(f32, bool)> = anchor.iter().map(|(i, y)| (score(*i, x), *y)).collect();
         auprc(&v)
     };
     let mut best = (start, ap(start));
@@ -503,18 +502,23 @@ fn best_on_anchor(
 /// gives the content gate its best out-of-fold AUPRC on the anchor set.
 fn sentence_offset(data: &[Example], readings: &[Vec<(f32, f32)>]) -> f32 {
     let grid = (0..=16).map(|i| i as f32 / 4.0);
-    best_on_anchor(data, readings, f32::INFINITY, grid, |r, c| {
-        r.first().map_or(0.0, |(w, s)| w.max(s - c))
+    best_on_anchor(data, f32::INFINITY, grid, |i, c| {
+        readings[i].first().map_or(0.0, |(w, s)| w.max(s - c))
     })
 }
 
 /// The weight (a grid of quarters up to 2) of the policy head's whole-text logit in the
-/// content gate that gives the gate its best out-of-fold AUPRC on the anchor set.
-fn policy_weight(data: &[Example], readings: &[Vec<(f32, f32)>], offset: f32) -> f32 {
+/// content gate (as [`gates`] forms it, with each text's `rules` logit) that gives the gate
+/// its best out-of-fold AUPRC on the anchor set.
+fn policy_weight(
+    data: &[Example],
+    readings: &[Vec<(f32, f32)>],
+    rules: &[f32],
+    offset: f32,
+) -> f32 {
     let grid = (1..=8).map(|i| i as f32 / 4.0);
-    best_on_anchor(data, readings, 0.0, grid, |r, a| {
-        let (w, s) = r[0];
-        w.max(s - offset) + a * r[POLICY].0
+    best_on_anchor(data, 0.0, grid, |i, a| {
+        gates(&readings[i], offset, a, rules[i])[0]
     })
 }
 
@@ -545,18 +549,15 @@ pub fn train(paths: &[PathBuf], out: &Path) -> Result<Value, LabError> {
     }
     // The sentence offset: the best out-of-fold AUPRC of the content gate on the anchor set.
     let offset = sentence_offset(&data, &readings);
-    let policy = policy_weight(&data, &readings, offset);
+    let rules: Vec<f32> = data
+        .iter()
+        .map(|e| crate::rules::logit(&words(&e.text)))
+        .collect();
+    let policy = policy_weight(&data, &readings, &rules, offset);
     let gate_oof: Vec<[f32; GATES]> = readings
         .iter()
-        .zip(&data)
-        .map(|(r, e)| {
-            let mut z = [0.0; GATES];
-            for (z, (w, s)) in z.iter_mut().zip(r) {
-                *z = w.max(s - offset);
-            }
-            z[0] += policy * r[POLICY].0 + rule_logit(&words(&e.text));
-            z
-        })
+        .zip(&rules)
+        .map(|(r, rules)| gates(r, offset, policy, *rules))
         .collect();
     // Each gate's cut is its best F0.5 on the sets that define its policy: the anchor set for
     // `content` (the sets of hate speech label much milder text, so their best cut would be
@@ -708,7 +709,7 @@ mod tests {
         let helps: Vec<_> = (0..40)
             .map(|i| reading((i % 4) as f32 * 0.1, if i % 2 == 0 { 2.0 } else { -2.0 }))
             .collect();
-        assert!(policy_weight(&data, &helps, 1.0) > 0.0);
+        assert!(policy_weight(&data, &helps, &[0.0; 40], 1.0) > 0.0);
         // A policy head that ranks backwards gets no weight.
         let hurts: Vec<_> = (0..40)
             .map(|i| {
@@ -716,7 +717,7 @@ mod tests {
                 reading(if y { 1.0 } else { -1.0 }, if y { -2.0 } else { 2.0 })
             })
             .collect();
-        assert_eq!(policy_weight(&data, &hurts, 1.0), 0.0);
+        assert_eq!(policy_weight(&data, &hurts, &[0.0; 40], 1.0), 0.0);
     }
 
     #[test]

@@ -7,6 +7,11 @@
 /// Logit added to the `content` gate per family matched.
 pub const RULE_WEIGHT: f32 = 2.0;
 
+/// What the rules add to the `content` gate for a text's (lower-cased) `words`.
+pub fn logit(words: &[String]) -> f32 {
+    RULE_WEIGHT * families(words).len() as f32
+}
+
 /// People named as a group: the subject of dehumanising or exterminating talk. Not animals,
 /// pests or diseases, so "rats are vermin" and "weeds should be eradicated" match nothing.
 const GROUPS: &[&str] = &[
