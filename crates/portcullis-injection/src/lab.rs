@@ -568,6 +568,12 @@ pub fn train(paths: &[PathBuf], out: &Path) -> Result<Value, LabError> {
     // judges its kind): every reading of each text, for the stacking layer, and then each
     // text's stacked score. Judged as documents, prompts' windows set the threshold for
     // messages, which are never windowed.
+    let read = |m: &Model, e: &Example| -> Vec<(f32, [f32; SHAPE])> {
+        m.readings(&e.text, e.document)
+            .into_iter()
+            .map(|(z, s)| (z, s.vector()))
+            .collect()
+    };
     let mut readings: Vec<Vec<(f32, [f32; SHAPE])>> = vec![Vec::new(); data.len()];
     let mut never_trained_readings = vec![Vec::new(); never_trained.len()];
     for k in 0..FOLDS {
@@ -575,46 +581,33 @@ pub fn train(paths: &[PathBuf], out: &Path) -> Result<Value, LabError> {
         let mut m = fit(&train);
         m.vocabulary = vocabulary.clone();
         for (i, e) in data.iter().enumerate().filter(|(i, _)| folds[*i] == k) {
-            readings[i] = m
-                .readings(&e.text, e.document)
-                .into_iter()
-                .map(|(z, s)| (z, s.vector()))
-                .collect();
+            readings[i] = read(&m, e);
         }
         for (i, e) in never_trained.iter().enumerate() {
             if fold_of(e) == k {
-                never_trained_readings[i] = m
-                    .readings(&e.text, e.document)
-                    .into_iter()
-                    .map(|(z, s)| (z, s.vector()))
-                    .collect();
+                never_trained_readings[i] = read(&m, e);
             }
         }
     }
     let labels: Vec<bool> = data.iter().map(|e| e.attack == Some(true)).collect();
     let layer = stack(&readings, &labels);
+    // A text's stacked logit: its best reading's.
+    let stacked = |r: &[(f32, [f32; SHAPE])]| {
+        r.iter()
+            .map(|(z, x)| layer.logit(*z, x))
+            .fold(f32::NEG_INFINITY, f32::max)
+    };
     let oof: Vec<(f32, bool, usize)> = readings
         .iter()
         .enumerate()
-        .map(|(i, r)| {
-            let z = r
-                .iter()
-                .map(|(z, x)| layer.logit(*z, x))
-                .fold(f32::NEG_INFINITY, f32::max);
-            (z, labels[i], i)
-        })
+        .map(|(i, r)| (stacked(r), labels[i], i))
         .collect();
     let (a, b) = platt(&oof.iter().map(|o| (o.0, o.1)).collect::<Vec<_>>());
     let cal = |z: f32| 1.0 / (1.0 + (-(a * z + b)).exp());
     let attacks: Vec<f32> = oof.iter().filter(|o| o.1).map(|o| cal(o.0)).collect();
     let never_trained_benign: Vec<f32> = never_trained_readings
         .iter()
-        .map(|r| {
-            cal(r
-                .iter()
-                .map(|(z, x)| layer.logit(*z, x))
-                .fold(f32::NEG_INFINITY, f32::max))
-        })
+        .map(|r| cal(stacked(r)))
         .collect();
     let mut benign: Vec<f32> = oof.iter().filter(|o| !o.1).map(|o| cal(o.0)).collect();
     benign.sort_by(|x, y| y.total_cmp(x));
@@ -649,14 +642,11 @@ pub fn train(paths: &[PathBuf], out: &Path) -> Result<Value, LabError> {
                     .collect()
             };
             let (at, bn) = (of(true), of(false));
-            let share = |v: &[f32]| {
-                (!v.is_empty())
-                    .then(|| v.iter().filter(|x| **x >= threshold).count() as f64 / v.len() as f64)
-            };
             (
                 s.to_owned(),
                 json!({"attacks": at.len(), "benign": bn.len(),
-                       "oof_recall": opt(share(&at)), "oof_fpr": opt(share(&bn))}),
+                       "oof_recall": opt(share_at(&at, threshold)),
+                       "oof_fpr": opt(share_at(&bn, threshold))}),
             )
         })
         .collect();
@@ -672,12 +662,18 @@ pub fn train(paths: &[PathBuf], out: &Path) -> Result<Value, LabError> {
         "oof_recall": opt(Some(attacks.iter().filter(|x| **x >= threshold).count() as f64 / attacks.len().max(1) as f64)),
         "never_trained_benign_prompts": {
             "n": never_trained_benign.len(),
-            "fpr": opt((!never_trained_benign.is_empty()).then(|| never_trained_benign.iter().filter(|x| **x >= threshold).count() as f64 / never_trained_benign.len() as f64)),
+            "fpr": opt(share_at(&never_trained_benign, threshold)),
             "oof_recall_at_1pct_fpr": opt(recall_at_fpr(&attacks, &never_trained_benign, 0.01)),
         },
         "out_of_fold": per_set,
         "out": out.display().to_string(),
     }))
+}
+
+/// The share of `scores` at or above `threshold` (`None` without scores).
+fn share_at(scores: &[f32], threshold: f32) -> Option<f64> {
+    (!scores.is_empty())
+        .then(|| scores.iter().filter(|x| **x >= threshold).count() as f64 / scores.len() as f64)
 }
 
 /// The smallest f32 above `x` (a threshold that excludes `x` itself).
