@@ -21,6 +21,7 @@ fn main() {
                 let Some(y) = e.attack else { continue };
                 let hits = portcullis_injection::rules::matches(
                     &portcullis_injection::normalize::fold(&e.text),
+                    e.document,
                 );
                 for h in
                     hits.iter()

@@ -605,11 +605,11 @@ impl Model {
         };
         let folded = fold(text);
         // Seen by the rules only after folding? Then the text was disguised.
-        let hits = rules::matches(&folded);
+        let hits = rules::matches(&folded, windowed);
         let plain = if hits.is_empty() {
             Vec::new()
         } else {
-            rules::matches(&text.to_lowercase())
+            rules::matches(&text.to_lowercase(), windowed)
         };
         let how = hits
             .iter()
@@ -618,23 +618,30 @@ impl Model {
         judge(&folded, &hits, None, View::Whole, None, how);
         for (reading, hidden) in readings(text, 2) {
             let f = fold(&reading);
-            let h = rules::matches(&f);
+            let h = rules::matches(&f, windowed);
             judge(&f, &h, Some(hidden), View::Whole, None, Some(hidden));
         }
         // ROT13 and reversed text count only when the rules read an attack in them:
         // gibberish is not evidence.
         for (t, hidden) in [(rot13(&folded), "rot13"), (reversed(&folded), "reversed")] {
-            let h = rules::matches(&t);
+            let h = rules::matches(&t, windowed);
             if !h.is_empty() {
                 judge(&t, &h, Some(hidden), View::Whole, None, Some(hidden));
             }
         }
         if windowed && folded.len() > WINDOW {
             for w in windows(&folded) {
-                judge(w, &rules::matches(w), None, View::Window, None, None);
+                judge(w, &rules::matches(w, true), None, View::Window, None, None);
             }
             for (l, overlap) in lines(&folded) {
-                judge(l, &rules::matches(l), None, View::Line, Some(overlap), None);
+                judge(
+                    l,
+                    &rules::matches(l, true),
+                    None,
+                    View::Line,
+                    Some(overlap),
+                    None,
+                );
             }
         }
     }

@@ -190,9 +190,16 @@ struct Row {
 }
 
 impl Row {
-    /// The row of folded text `t` judged as `view`.
-    fn new(t: &str, view: View, attack: bool, example: usize, vocabulary: &Vocabulary) -> Row {
-        let hits = rules::matches(t);
+    /// The row of folded text `t` judged as `view` (`document`: third-party content).
+    fn new(
+        t: &str,
+        view: View,
+        document: bool,
+        attack: bool,
+        example: usize,
+        vocabulary: &Vocabulary,
+    ) -> Row {
+        let hits = rules::matches(t, document);
         let mut feats = Vec::new();
         let shape = features(t, &hits, None, view, vocabulary, &mut feats);
         Row {
@@ -220,7 +227,14 @@ fn rows_of(i: usize, e: &Example, vocabulary: &Vocabulary, out: &mut Vec<Row>) {
     // A long document with a planted line is an attack only where the line is: the whole
     // text would teach the model its (benign) context.
     if !(windowed && attack) {
-        out.push(Row::new(&folded, View::Whole, attack, i, vocabulary));
+        out.push(Row::new(
+            &folded,
+            View::Whole,
+            e.document,
+            attack,
+            i,
+            vocabulary,
+        ));
     }
     if !windowed {
         return;
@@ -228,7 +242,7 @@ fn rows_of(i: usize, e: &Example, vocabulary: &Vocabulary, out: &mut Vec<Row>) {
     let planted = e.planted.as_deref().map(fold);
     for w in windows(&folded) {
         let hit = planted.as_deref().is_some_and(|p| w.contains(p.trim()));
-        out.push(Row::new(w, View::Window, hit, i, vocabulary));
+        out.push(Row::new(w, View::Window, true, hit, i, vocabulary));
     }
     // Lines: the planted instruction's first line is the attack; the rest of a planted block
     // (code that follows it) is neither.
@@ -240,7 +254,7 @@ fn rows_of(i: usize, e: &Example, vocabulary: &Vocabulary, out: &mut Vec<Row>) {
         if !hit && planted.as_deref().is_some_and(|p| p.contains(l)) {
             continue;
         }
-        let mut row = Row::new(l, View::Line, hit, i, vocabulary);
+        let mut row = Row::new(l, View::Line, true, hit, i, vocabulary);
         row.shape.overlap = Some(overlap);
         out.push(row);
     }
