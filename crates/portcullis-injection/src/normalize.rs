@@ -53,48 +53,116 @@ fn leet(c: char) -> char {
 /// that mix letters and digits, so ordinary numbers survive.
 pub fn fold(text: &str) -> String {
     let n = portcullis_core::text::normalize(text);
-    let mut lower: Vec<char> = n.text.chars().flat_map(char::to_lowercase).collect();
+    if n.text.is_ascii() {
+        // Most text: the same steps on bytes, a quarter of the memory of chars and no
+        // per-character lower-casing iterator (together half of the folding's cost).
+        let folded = fold_glyphs(n.text.bytes().map(|b| b.to_ascii_lowercase()).collect());
+        return String::from_utf8(folded)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+    }
+    let mut lower: Vec<char> = Vec::with_capacity(n.text.len());
+    for c in n.text.chars() {
+        lower.extend(c.to_lowercase());
+    }
+    fold_glyphs(lower).into_iter().collect()
+}
+
+/// A unit of lower-cased text that [`fold`] works on: a `char`, or a byte of ASCII text.
+trait Glyph: Copy + PartialEq {
+    const SPACE: Self;
+    const NEWLINE: Self;
+    fn alphabetic(self) -> bool;
+    fn whitespace(self) -> bool;
+    fn leet(self) -> Self;
+    /// A separator of spelled-out letters (`i.g.n.o.r.e`).
+    fn separator(self) -> bool;
+    /// Folds look-alikes in a token (see [`fold_confusables`]).
+    fn confusables(tok: &mut [Self]);
+}
+
+impl Glyph for char {
+    const SPACE: char = ' ';
+    const NEWLINE: char = '\n';
+    fn alphabetic(self) -> bool {
+        self.is_alphabetic()
+    }
+    fn whitespace(self) -> bool {
+        self.is_whitespace()
+    }
+    fn leet(self) -> char {
+        leet(self)
+    }
+    fn separator(self) -> bool {
+        matches!(self, ' ' | '.' | '-' | '_' | '*' | ',')
+    }
+    fn confusables(tok: &mut [char]) {
+        fold_confusables(tok);
+    }
+}
+
+impl Glyph for u8 {
+    const SPACE: u8 = b' ';
+    const NEWLINE: u8 = b'\n';
+    fn alphabetic(self) -> bool {
+        self.is_ascii_alphabetic()
+    }
+    fn whitespace(self) -> bool {
+        char::from(self).is_whitespace()
+    }
+    fn leet(self) -> u8 {
+        // ASCII maps to ASCII.
+        leet(char::from(self)) as u8
+    }
+    fn separator(self) -> bool {
+        matches!(self, b' ' | b'.' | b'-' | b'_' | b'*' | b',')
+    }
+    fn confusables(_: &mut [u8]) {}
+}
+
+/// [`fold`]'s steps after lower-casing.
+fn fold_glyphs<G: Glyph>(mut lower: Vec<G>) -> Vec<G> {
     // Leetspeak inside mixed tokens.
-    let mut out: Vec<char> = Vec::with_capacity(lower.len());
+    let mut out: Vec<G> = Vec::with_capacity(lower.len());
     let mut i = 0;
     while i < lower.len() {
-        if lower[i].is_whitespace() {
-            out.push(if lower[i] == '\n' { '\n' } else { ' ' });
+        if lower[i].whitespace() {
+            out.push(if lower[i] == G::NEWLINE {
+                G::NEWLINE
+            } else {
+                G::SPACE
+            });
             i += 1;
             continue;
         }
         let start = i;
-        while i < lower.len() && !lower[i].is_whitespace() {
+        while i < lower.len() && !lower[i].whitespace() {
             i += 1;
         }
-        fold_confusables(&mut lower[start..i]);
+        G::confusables(&mut lower[start..i]);
         let tok = &lower[start..i];
-        let letters = tok.iter().filter(|c| c.is_alphabetic()).count();
-        let leety = tok.iter().filter(|c| leet(**c) != **c).count();
+        let letters = tok.iter().filter(|c| c.alphabetic()).count();
+        let leety = tok.iter().filter(|c| c.leet() != **c).count();
         if letters > 0 && leety > 0 && letters >= leety {
-            out.extend(tok.iter().map(|c| leet(*c)));
+            out.extend(tok.iter().map(|c| c.leet()));
         } else {
             out.extend_from_slice(tok);
         }
     }
     // Join single letters split by spaces or punctuation: "i g n o r e", "i.g.n.o.r.e".
-    let mut joined: Vec<char> = Vec::with_capacity(out.len());
+    let mut joined: Vec<G> = Vec::with_capacity(out.len());
     let mut k = 0;
     while k < out.len() {
         let single = |at: usize| {
-            out.get(at).is_some_and(|c| c.is_alphabetic())
-                && !out.get(at + 1).is_some_and(|c| c.is_alphabetic())
-                && (at == 0 || !out[at - 1].is_alphabetic())
+            out.get(at).is_some_and(|c| c.alphabetic())
+                && !out.get(at + 1).is_some_and(|c| c.alphabetic())
+                && (at == 0 || !out[at - 1].alphabetic())
         };
         if single(k) {
             let mut run = vec![out[k]];
             let mut j = k + 1;
             loop {
                 let mut s = j;
-                while s < out.len()
-                    && matches!(out[s], ' ' | '.' | '-' | '_' | '*' | ',')
-                    && s - j < 2
-                {
+                while s < out.len() && out[s].separator() && s - j < 2 {
                     s += 1;
                 }
                 if s > j && single(s) {
@@ -115,15 +183,15 @@ pub fn fold(text: &str) -> String {
     }
     // Squeeze stretched letters ("ignoooore" → "ignoore"), runs of symbols to three
     // ("#####" → "###") and runs of blanks to one (table padding).
-    let mut squeezed = String::with_capacity(joined.len());
-    let mut prev: Option<char> = None;
+    let mut squeezed = Vec::with_capacity(joined.len());
+    let mut prev: Option<G> = None;
     let mut run = 0;
     for c in joined {
         if Some(c) == prev {
             run += 1;
-            let cap = if c == ' ' {
+            let cap = if c == G::SPACE {
                 1
-            } else if c.is_alphabetic() {
+            } else if c.alphabetic() {
                 2
             } else {
                 3
@@ -475,6 +543,29 @@ mod tests {
         assert!(fold("ignoooooore").contains("ignoore"));
         // Numbers stay numbers.
         assert!(fold("I have 3 cats and 10 dogs").contains("3 cats and 10 dogs"));
+    }
+
+    #[test]
+    fn ascii_text_folds_the_same_as_bytes_and_as_chars() {
+        // Letters, leet digits and symbols, separators, stretches and blanks, at random.
+        let alphabet: Vec<char> = "aeignorsAIO0134578$@!| .-_*,\n\t#xyz".chars().collect();
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..2000 {
+            let len = (seed % 60) as usize;
+            let text: String = (0..len)
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    alphabet[(seed % alphabet.len() as u64) as usize]
+                })
+                .collect();
+            let lower = text.to_lowercase();
+            let as_chars: String = fold_glyphs(lower.chars().collect()).into_iter().collect();
+            let as_bytes = fold_glyphs(lower.bytes().collect());
+            assert_eq!(as_chars.as_bytes(), as_bytes.as_slice(), "{text:?}");
+            assert_eq!(fold(&text), as_chars, "{text:?}");
+        }
     }
 
     #[test]
