@@ -7,9 +7,7 @@ const PRIME: u64 = 0x100_0000_01b3;
 
 /// FNV-1a of `bytes`.
 pub fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes
-        .iter()
-        .fold(OFFSET, |h, b| (h ^ u64::from(*b)).wrapping_mul(PRIME))
+    Fnv::new().bytes(bytes).finish()
 }
 
 /// FNV-1a over several parts, with a separator after each, so `("ab", "c")` and `("a", "bc")`
