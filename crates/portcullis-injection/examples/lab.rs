@@ -1,5 +1,6 @@
 //! `train OUT FILE…` / `eval FILE…`: what `portcullis train|eval injection` do, without
-//! building the gateway; `rules FILE…` and `as-documents FILE…` are diagnostics.
+//! building the gateway; `rules FILE…`, `as-documents FILE…` and `rag-documents FILE…` are
+//! diagnostics.
 //! `cargo run --release -p portcullis-injection --example lab -- eval F`
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -55,7 +56,42 @@ fn main() {
             serde_json::json!({"n_benign": benign.len(), "flagged": flagged,
                                    "fpr": flagged as f64 / benign.len().max(1) as f64})
         }
-        _ => panic!("usage: lab train OUT FILE… | eval FILE… | rules FILE… | as-documents FILE…"),
+        "rag-documents" => {
+            // How often ordinary documents are flagged: the RAG sets' passages, and their
+            // answers of two lines or more (lists, poems, code: what tool results look like).
+            let m = portcullis_injection::detector::Model::builtin();
+            let mut seen = std::collections::HashSet::new();
+            let mut per_file = serde_json::Map::new();
+            for p in &rest {
+                let (mut n, mut flagged, mut answers, mut answers_flagged) = (0, 0, 0, 0);
+                for line in std::fs::read_to_string(p).unwrap().lines() {
+                    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+                    let passages = v["context"].as_array().into_iter().flatten();
+                    for t in passages.filter_map(|c| c.as_str()) {
+                        if t.trim().len() >= 40 && seen.insert(t.to_owned()) {
+                            n += 1;
+                            flagged += usize::from(m.score_document(t).value >= m.threshold);
+                        }
+                    }
+                    let answer = v["response"].as_str().unwrap_or_default();
+                    let lines = answer.lines().filter(|l| !l.trim().is_empty()).count();
+                    if lines >= 2 && seen.insert(answer.to_owned()) {
+                        answers += 1;
+                        answers_flagged +=
+                            usize::from(m.score_document(answer).value >= m.threshold);
+                    }
+                }
+                per_file.insert(
+                    p.display().to_string(),
+                    serde_json::json!({"passages": n, "passages_flagged": flagged,
+                                       "answers": answers, "answers_flagged": answers_flagged}),
+                );
+            }
+            serde_json::Value::Object(per_file)
+        }
+        _ => panic!(
+            "usage: lab train OUT FILE… | eval FILE… | rules FILE… | as-documents FILE… | rag-documents FILE…"
+        ),
     };
     println!("{out}");
 }
