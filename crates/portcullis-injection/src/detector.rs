@@ -1083,8 +1083,9 @@ mod tests {
                 .any(|r| r.1.view == View::Whole)
         );
         assert!(views("Thanks for the chairs, they arrived today.").contains(&View::Whole));
-        // A long text without a space or a sentence end still gets a score.
-        let blob = "x".repeat(3 * WINDOW);
-        assert!(m.score_document(&blob).value.is_finite());
+        // A long text without a space or a sentence end is still judged, as one window.
+        let blob = "id,name,price,stock,".repeat(WINDOW / 5);
+        assert!(blob.len() > 2 * WINDOW);
+        assert_eq!(views(&blob), [View::Window]);
     }
 }
