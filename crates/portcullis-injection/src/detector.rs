@@ -6,7 +6,8 @@
 //! line off its topic or out of its format). The highest reading wins and a Platt layer, fit on
 //! out-of-fold scores, maps it to [0, 1].
 //! Documents and tool results are also judged window by window and line by line, so one
-//! planted sentence is not diluted by a long page.
+//! planted sentence is not diluted by a long page; a long one counts whole only when the rules
+//! see an attack in it.
 //!
 //! Cost class: pure CPU, linear in the text (texts over 16 KB are judged on both ends).
 
@@ -711,8 +712,8 @@ impl Model {
         self.score_with(text, false)
     }
 
-    /// Like [`Model::score`], and also judges the windows and lines of long texts, so one
-    /// planted instruction in a long document (indirect injection) is not diluted by the rest.
+    /// Like [`Model::score`], and judges a long text by its windows and lines (whole only when
+    /// the rules see an attack), so one planted instruction is not diluted by the rest.
     pub fn score_document(&self, text: &str) -> Score {
         self.score_with(text, true)
     }
