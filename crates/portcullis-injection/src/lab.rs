@@ -225,7 +225,10 @@ fn rows_of(i: usize, e: &Example, vocabulary: &Vocabulary, out: &mut Vec<Row>) {
     let folded = fold(&e.text);
     let windowed = e.document && folded.len() > crate::detector::WINDOW;
     // A long document with a planted line is an attack only where the line is: the whole
-    // text would teach the model its (benign) context.
+    // text would teach the model its (benign) context. A long clean document's whole text does
+    // train, though the detector reads a long document whole only when the rules fire: it is
+    // the benign evidence for users' prompts that paste an e-mail or an article (dropping it
+    // cost 3 points of recall at 1 % FPR out of fold; BENCHMARKS.md).
     if !(windowed && attack) {
         out.push(Row::new(
             &folded,
