@@ -58,21 +58,6 @@ impl Default for Fnv {
     }
 }
 
-/// The name of the data set a file holds: its stem, or its folder for `…/<set>/data.jsonl`.
-pub fn dataset_name(path: &std::path::Path) -> String {
-    let stem = path
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    if stem != "data" {
-        return stem;
-    }
-    path.parent()
-        .and_then(|d| d.file_name())
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or(stem)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -94,11 +79,5 @@ mod tests {
         assert_eq!(fnv1a(b""), OFFSET);
         assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
         assert_ne!(fnv1a_parts(&[b"ab", b"c"]), fnv1a_parts(&[b"a", b"bc"]));
-        let p = std::path::Path::new("../shared/data/xstest/data.jsonl");
-        assert_eq!(dataset_name(p), "xstest");
-        assert_eq!(
-            dataset_name(std::path::Path::new("m/openai_moderation.jsonl")),
-            "openai_moderation"
-        );
     }
 }

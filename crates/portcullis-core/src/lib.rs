@@ -9,10 +9,8 @@
 //! - [`pipeline`]: [`Pipeline`] and [`Stage`]: order, mode, failure policy, edits.
 //! - [`context`]: the per-request [`Context`]: principal, nonce, pseudonym vault, trace.
 //! - [`stream`]: windows over a streamed answer, so output guards can act before text is sent.
-//! - [`pii`]: personal data and credentials: validated recognisers and a learned tagger.
 //! - [`text`]: normalisation shared by detectors. [`tokens`]: real token counts.
 //! - [`hash`]: stable hashing for feature hashing and reproducible data splits.
-//! - [`lbfgs`]: the minimiser the training commands solve their regressions with.
 //! - [`error`]: [`ApiError`], the OpenAI-shaped error every refusal becomes.
 
 pub mod chat;
@@ -21,14 +19,11 @@ pub mod error;
 pub mod finding;
 pub mod guard;
 pub mod hash;
-pub mod lbfgs;
-pub mod pii;
 pub mod pipeline;
 pub mod segment;
 pub mod stream;
 
 pub mod text;
-pub mod throughput;
 pub mod tokens;
 
 pub use chat::{ChatRequest, Content, Message, Role, Usage};

@@ -1,6 +1,6 @@
 //! Guards over what a request may carry: how big it is, which model parameters it may use,
 //! and which personal data and credentials may leave (the detectors are in
-//! `portcullis_core::pii`). Injection and moderation live in their own crates.
+//! `portcullis-pii`). Injection and moderation live in their own crates.
 
 pub mod params;
 pub mod pii;

@@ -4,8 +4,8 @@
 
 use hmac::{Hmac, Mac};
 use portcullis_core::guard::{Edit, GuardError, Input, Output, Verdict};
-use portcullis_core::pii::{Detection, EntityType, ScanOptions, scan};
 use portcullis_core::{ApiError, Context, Finding, Guard, Segment};
+use portcullis_pii::{Detection, EntityType, ScanOptions, scan};
 use serde::Deserialize;
 use sha2::Sha256;
 use std::collections::BTreeMap;

@@ -16,8 +16,9 @@ use crate::detector::{
 };
 use crate::normalize::fold;
 use crate::rules;
-use portcullis_core::hash::{dataset_name, fnv1a};
-use portcullis_core::throughput::steady_mb_per_s;
+use portcullis_core::hash::fnv1a;
+use portcullis_lab::dataset_name;
+use portcullis_lab::throughput::steady_mb_per_s;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};

@@ -11,6 +11,7 @@
 
 pub mod detector;
 pub mod guard;
+#[cfg(feature = "lab")]
 pub mod lab;
 pub mod normalize;
 pub mod rules;

@@ -93,7 +93,7 @@ pub fn load(paths: &[PathBuf]) -> Result<Vec<Example>, LabError> {
             };
             let mut dataset = l.dataset;
             if dataset.is_empty() {
-                dataset = portcullis_core::hash::dataset_name(p);
+                dataset = portcullis_lab::dataset_name(p);
             }
             out.push(Example {
                 text: l.text,
@@ -302,7 +302,7 @@ fn regularised_logistic(
         }
         loss
     };
-    let x = portcullis_core::lbfgs::minimise(n, eval, 300);
+    let x = portcullis_lab::lbfgs::minimise(n, eval, 300);
     (
         x[..DIMS].iter().map(|v| *v as f32).collect(),
         x[DIMS] as f32,

@@ -11,6 +11,7 @@
 
 pub mod classifier;
 pub mod guard;
+#[cfg(feature = "lab")]
 pub mod lab;
 pub mod rules;
 

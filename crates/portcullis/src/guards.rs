@@ -30,9 +30,9 @@ pub fn warm_up() {
     let _ = Encoding::Cl100k.count("warm up");
     let _ = portcullis_injection::Detector::builtin().score("warm up");
     let _ = portcullis_moderation::classifier::Model::builtin().score("warm up");
-    let _ = portcullis_core::pii::scan(
+    let _ = portcullis_pii::scan(
         "warm up ann@example.com 4111 1111 1111 1111 Ann Lee",
-        &portcullis_core::pii::ScanOptions::default(),
+        &portcullis_pii::ScanOptions::default(),
     );
 }
 

@@ -2,7 +2,7 @@
 //! typical 2 KB chat request, 1 KB and 1 MB of mixed prose.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use portcullis_core::pii::{ScanOptions, scan};
+use portcullis_pii::{ScanOptions, scan};
 use std::hint::black_box;
 
 /// Mixed prose with a little PII, the way chat requests look.

@@ -4,7 +4,7 @@
 //! allocation per token beyond the token list), and trained by `portcullis train pii`.
 
 use super::{Candidate, EntityType};
-use crate::hash::fnv1a;
+use portcullis_core::hash::fnv1a;
 use std::ops::Range;
 use std::sync::OnceLock;
 
@@ -511,7 +511,7 @@ fn slot_of(key: u32, mask: usize) -> usize {
     (key.wrapping_mul(0x9E37_79B9) >> 7) as usize & mask
 }
 
-static WEIGHTS: &[u8] = include_bytes!("../../model/pii-ner.bin");
+static WEIGHTS: &[u8] = include_bytes!("../model/pii-ner.bin");
 
 /// Tags text with a model.
 #[derive(Debug, Clone, Copy)]

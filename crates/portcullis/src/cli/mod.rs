@@ -1,5 +1,7 @@
 //! The command line: `serve`, `mock-upstream`, `scan`, `keys`, `eval`, `train`, `spend`.
 
+mod lab;
+
 use crate::app::App;
 use crate::config::Config;
 use clap::{Args, Parser, Subcommand};
@@ -244,12 +246,12 @@ pub async fn run(cli: Cli) -> Result<(), BoxError> {
             since,
             json,
         } => spend(store, &by, &since, json).await,
-        Command::Eval { detector, data } => eval(&detector, &data),
+        Command::Eval { detector, data } => lab::eval(&detector, &data),
         Command::Train {
             detector,
             data,
             out,
-        } => train(&detector, &data, out),
+        } => lab::train(&detector, &data, out),
     }
 }
 
@@ -425,47 +427,6 @@ async fn keys(k: KeysCommand) -> Result<(), BoxError> {
             eprintln!("Revoked key {id}.");
         }
     }
-    Ok(())
-}
-
-fn eval(detector: &str, data: &[PathBuf]) -> Result<(), BoxError> {
-    let report = match detector {
-        "moderation" => portcullis_moderation::lab::eval(data)?,
-        "injection" => portcullis_injection::lab::eval(data)?,
-        "pii" => portcullis_core::pii::lab::eval(data)?,
-        other => {
-            return Err(
-                format!("unknown detector '{other}'; try pii, injection or moderation").into(),
-            );
-        }
-    };
-    println!("{report}");
-    Ok(())
-}
-
-fn train(detector: &str, data: &[PathBuf], out: Option<PathBuf>) -> Result<(), BoxError> {
-    let summary = match detector {
-        "moderation" => {
-            let out =
-                out.unwrap_or_else(|| "crates/portcullis-moderation/model/moderation.bin".into());
-            portcullis_moderation::lab::train(data, &out)?
-        }
-        "injection" => {
-            let out =
-                out.unwrap_or_else(|| "crates/portcullis-injection/model/injection.bin".into());
-            portcullis_injection::lab::train(data, &out)?
-        }
-        "pii" => {
-            let out = out.unwrap_or_else(|| "crates/portcullis-core/model/pii-ner.bin".into());
-            portcullis_core::pii::lab::train(data, &out)?
-        }
-        other => {
-            return Err(
-                format!("unknown detector '{other}'; try pii, injection or moderation").into(),
-            );
-        }
-    };
-    println!("{summary}");
     Ok(())
 }
 

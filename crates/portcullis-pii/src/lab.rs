@@ -9,8 +9,9 @@
 
 use super::ner::{Model, Tagger, Trainer, gold_tags, lexicon, tokenize};
 use super::{Detection, EntityType, ScanOptions, scan_with};
-use crate::hash::{dataset_name, fnv1a};
-use crate::throughput::steady_mb_per_s;
+use portcullis_core::hash::fnv1a;
+use portcullis_lab::dataset_name;
+use portcullis_lab::throughput::steady_mb_per_s;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};

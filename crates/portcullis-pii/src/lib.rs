@@ -3,18 +3,33 @@
 //! learned tagger for names, places and organisations — one scan that returns typed, scored,
 //! placed findings with the recogniser that made each.
 //!
-//! Text is normalised first ([`crate::text::normalize`]): hidden characters go and full-width
-//! forms fold, so obfuscated values are still found, reported as obfuscated, and their spans
-//! point at what the client actually sent.
+//! Text is normalised first ([`portcullis_core::text::normalize`]): hidden characters go and
+//! full-width forms fold, so obfuscated values are still found, reported as obfuscated, and
+//! their spans point at what the client actually sent.
+//!
+//! Usable as a library without the gateway: it depends on `portcullis-core` (text
+//! normalisation, hashing) and nothing that does I/O; the training and evaluation code
+//! (`lab`) is compiled only with the `lab` feature.
+//!
+//! # Layout
+//! - [`scan`] / [`scan_with`]: one pass over a text; [`Detection`]s with type, span, score.
+//! - `structured`: validated recognisers (cards, IBANs, SSNs, phones, dates, IPs, …).
+//! - `secrets`: provider keys, PEM blocks, JWTs, passwords in URLs and settings.
+//! - [`ner`]: the learned tagger for names, places, organisations and addresses, with its
+//!   committed weights (`model/pii-ner.bin`).
+//! - `context`, `nrp`: context words that raise or lower a finding; nationalities, religions,
+//!   political groups.
+//! - `lab` (feature `lab`): `portcullis train pii` and `portcullis eval pii`.
 
 mod context;
+#[cfg(feature = "lab")]
 pub mod lab;
 pub mod ner;
 mod nrp;
 mod secrets;
 mod structured;
 
-use crate::text::normalize;
+use portcullis_core::text::normalize;
 use serde::Serialize;
 use std::ops::Range;
 
