@@ -13,13 +13,17 @@
 //!
 //! # Layout
 //! - [`scan`] / [`scan_with`]: one pass over a text; [`Detection`]s with type, span, score.
-//! - `structured`: validated recognisers (cards, IBANs, SSNs, phones, dates, IPs, …).
+//! - `structured/`: validated recognisers, one file per family (`cards`, `ibans`, `ids`,
+//!   `phones`, `dates`, `ages`, `ip`), with `numbers` deciding what a run of digits is.
 //! - `secrets`: provider keys, PEM blocks, JWTs, passwords in URLs and settings.
-//! - [`ner`]: the learned tagger for names, places, organisations and addresses, with its
-//!   committed weights (`model/pii-ner.bin`).
+//! - [`ner`]: the learned tagger for names, places, organisations and addresses — `tags`,
+//!   `tokens`, `lexicon`, `features`, `model` (weights and file format), `tagger` (decoding,
+//!   committed weights `model/pii-ner.bin`) and, with the `lab` feature, `train` (gold tags
+//!   and the perceptron).
 //! - `context`, `nrp`: context words that raise or lower a finding; nationalities, religions,
 //!   political groups.
-//! - `lab` (feature `lab`): `portcullis train pii` and `portcullis eval pii`.
+//! - `lab/` (feature `lab`): `portcullis train pii` and `portcullis eval pii` — `data`,
+//!   `scoring`, `eval`, `train`.
 
 mod context;
 #[cfg(feature = "lab")]
