@@ -26,7 +26,7 @@ pub struct Example {
 }
 
 /// Natural prose from a file of the RAG sets' format (`context`, `question`, `response`):
-/// the training command learns its words as the [`Vocabulary`].
+/// the training command learns its words as the [`Vocabulary`](crate::detector::Vocabulary).
 fn prose_of(l: &Line) -> String {
     let mut t = l.context.join("\n");
     for x in [&l.question, &l.response].into_iter().flatten() {

@@ -14,8 +14,8 @@
 //! - `data`: the sets' rows as [`Example`]s, and which sets may train.
 //! - `fit`: each example's training rows, the prose vocabulary, the n-gram weights.
 //! - `calibrate`: what is fit on out-of-fold readings: the stacking and Platt layers.
-//! - `evaluate`: [`eval`] and [`evaluate`], the contract's metrics on labelled sets.
-//! - `train`: [`train`], the whole training command, with its out-of-fold figures.
+//! - `evaluate`: [`eval`] and [`evaluate()`], the contract's metrics on labelled sets.
+//! - `train`: [`train()`], the whole training command, with its out-of-fold figures.
 
 mod calibrate;
 mod data;

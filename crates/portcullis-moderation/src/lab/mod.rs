@@ -9,8 +9,8 @@
 //! - `data`: the sets' rows as [`Example`]s, which sets may train, what each head learns.
 //! - `fit`: the heads, by L2-regularised logistic regression over IDF-weighted features.
 //! - `calibrate`: what is chosen on out-of-fold scores: offset, weight, cuts, threshold.
-//! - `evaluate`: [`eval`] and [`evaluate`], the contract's metrics on labelled sets.
-//! - `train`: [`train`], the whole training command, with its out-of-fold figures.
+//! - `evaluate`: [`eval`] and [`evaluate()`], the contract's metrics on labelled sets.
+//! - `train`: [`train()`], the whole training command, with its out-of-fold figures.
 
 mod calibrate;
 mod data;
