@@ -3,11 +3,18 @@
 //! plus a learned classifier trained by `portcullis train injection` (weights embedded),
 //! spotlighting of untrusted text behind per-request boundaries, and canary tokens.
 //!
+//! It depends on `portcullis-core`, and on `portcullis-lab` only with the `lab` feature; never
+//! on the gateway, the store or the limits. Inference (everything but `lab`) uses no lab code.
+//!
 //! # Layout
-//! - [`normalize`]: folding disguises, decoding hidden payloads.
-//! - [`rules`]: the attack families as patterns. [`detector`]: the model and one score per text.
-//! - [`guard`]: [`InjectionGuard`], [`SpotlightGuard`], [`CanaryGuard`] and their configs.
-//! - [`lab`]: training and evaluation on `../shared/data/`.
+//! - [`normalize`]: folding disguises, decoding hidden payloads (and Morse code).
+//! - [`rules`]: the attack families as patterns.
+//! - [`detector`]: one calibrated score per text: features, the stacking layer, how a document
+//!   is cut, every reading of a text, the embedded model.
+//! - [`guard`]: [`InjectionGuard`], [`SpotlightGuard`], [`CanaryGuard`], a file each, with
+//!   their configs.
+//! - `lab` (feature `lab`): training and evaluation on `../shared/data/`: the sets, the fit,
+//!   the out-of-fold calibration, `eval` and `train`.
 
 pub mod detector;
 pub mod guard;
