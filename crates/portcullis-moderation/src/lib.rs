@@ -3,19 +3,23 @@
 //! implements for an upstream `/v1/moderations`, and the guard that judges requests and
 //! answers — streams included — with per-category thresholds, a cache and a fallback.
 //!
+//! It depends on `portcullis-core`, and on `portcullis-lab` only with the `lab` feature; never
+//! on the gateway, the store or the limits. Inference (everything but `lab`) uses no lab code.
+//!
 //! # Layout
-//! - [`classifier`]: features, the model, its embedded weights.
-//! - [`guard`]: [`ModerationGuard`], [`ModerationConfig`], the [`Moderator`] contract.
-//! - [`lab`]: training and evaluation on `../shared/data/moderation/`.
+//! - [`classifier`]: a text's features, and the model with its embedded weights.
 //! - [`rules`]: curated patterns (threats, dehumanisation) the sets barely hold.
+//! - [`provider`]: the [`Moderator`] contract, and the classifier as a [`LocalModerator`].
+//! - [`guard`]: [`ModerationGuard`] and [`ModerationConfig`].
+//! - `lab` (feature `lab`): training and evaluation on `../shared/data/moderation/`: the sets,
+//!   the fit, the out-of-fold choices, `eval` and `train`.
 
 pub mod classifier;
 pub mod guard;
 #[cfg(feature = "lab")]
 pub mod lab;
+pub mod provider;
 pub mod rules;
 
-pub use guard::{
-    LocalModerator, Moderation, ModerationConfig, ModerationGuard, Moderator, ProviderError,
-    ProviderKind,
-};
+pub use guard::{ModerationConfig, ModerationGuard, ProviderKind};
+pub use provider::{LocalModerator, Moderation, Moderator, ProviderError};
