@@ -1,7 +1,7 @@
 //! The audit trail of one request, filled in along the path and written exactly once —
 //! allowed, blocked or failed — through the store's non-blocking writer.
 
-use crate::app::Caller;
+use crate::auth::Caller;
 use crate::books::Books;
 use portcullis_core::{ApiError, Context, Outcome, Principal, Usage};
 use portcullis_store::AuditRecord;
@@ -95,7 +95,7 @@ impl Trail {
             .or_else(|| error.and_then(|e| e.code.clone()));
         AuditRecord {
             request_id: self.request_id,
-            time: chrono_now_ms(),
+            time: crate::clock::now_ms(),
             key_id: self.key_id,
             user: self.user,
             team: self.team,
@@ -115,12 +115,4 @@ impl Trail {
             ..AuditRecord::default()
         }
     }
-}
-
-/// Milliseconds since the Unix epoch.
-pub fn chrono_now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }

@@ -1,11 +1,13 @@
 //! The books: admission (rate, tokens, concurrency, money) before the upstream call, and
 //! reconciliation with real usage after it — the "denial of wallet" defence.
 
-use crate::app::Caller;
+use crate::auth::Caller;
 use crate::config::{LimitsConfig, Policy};
 use crate::metrics::Metrics;
 use portcullis_core::{ApiError, ChatRequest, Principal, Usage, tokens};
-use portcullis_limits::{Admission, Decision, Limiter, Limits, Money, Pricing, Reservation};
+use portcullis_limits::{
+    Admission, BudgetWindow, Decision, Limiter, Limits, Money, Pricing, Reservation,
+};
 use portcullis_store::{SpendEntry, SpendScope, Store};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -61,22 +63,6 @@ pub struct Books {
     metrics: Arc<Metrics>,
     in_flight: Mutex<HashMap<String, Money>>,
     soft_alerted: Mutex<HashSet<String>>,
-}
-
-/// Start of the current UTC day and month, in ms since the epoch.
-pub fn period_starts(now_ms: i64) -> (i64, i64) {
-    let day_ms = 86_400_000;
-    let days = now_ms.div_euclid(day_ms);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let day_start = days * day_ms;
-    (day_start, day_start - (d - 1) * day_ms)
 }
 
 struct BudgetScope {
@@ -258,7 +244,9 @@ impl Books {
     }
 
     async fn check_budgets(&self, budgets: &[BudgetScope], worst: Money) -> Result<(), Refusal> {
-        let (day, month) = period_starts(crate::audit::chrono_now_ms());
+        let now = crate::clock::now_ms();
+        let day = BudgetWindow::Day.period(now).start_ms;
+        let month = BudgetWindow::Month.period(now).start_ms;
         for b in budgets {
             let in_flight = self
                 .in_flight
@@ -344,7 +332,7 @@ impl Books {
             let cost = self.cost_micros(model, u).unwrap_or(0);
             let entry = SpendEntry {
                 request_id: c.request_id,
-                time_ms: crate::audit::chrono_now_ms(),
+                time_ms: crate::clock::now_ms(),
                 key_id: Some(c.key_id),
                 user: Some(c.user),
                 team: c.team,
@@ -379,21 +367,5 @@ impl Books {
             usage.cached_tokens,
             usage.completion_tokens,
         )
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn periods_are_utc_day_and_month() {
-        // 2026-11-24T15:00:00Z
-        let now = 1_795_532_400_000;
-        let (day, month) = period_starts(now);
-        assert_eq!(day, 1_795_478_400_000); // 2026-11-24T00:00:00Z
-        assert_eq!(month, 1_793_491_200_000); // 2026-11-01T00:00:00Z
-        // First instant of a month is its own month start.
-        assert_eq!(period_starts(month), (month, month));
     }
 }

@@ -102,7 +102,7 @@ fn moderation(config: &Config, upstream: &Upstream) -> Result<Stage, StartError>
     let c = &config.moderation.config;
     let provider: Arc<dyn Moderator> = match c.provider {
         ProviderKind::Local => Arc::new(LocalModerator::builtin()),
-        ProviderKind::Upstream => Arc::new(crate::moderation::UpstreamModerator::new(
+        ProviderKind::Upstream => Arc::new(crate::upstream::moderation::UpstreamModerator::new(
             upstream.clone(),
             &c.model,
         )),

@@ -2,18 +2,9 @@
 //! guards over messages or a text and report verdicts and findings, for applications that
 //! cannot route their traffic through the proxy.
 
-use crate::app::App;
-use crate::server::{RequestId, error_response, read_body};
-use axum::Extension;
-use axum::Json;
-use axum::body::Body;
-use axum::extract::State;
-use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Response};
 use portcullis_core::{ApiError, ChatRequest, Context, Message, Outcome, Pipeline, Principal};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use std::sync::Arc;
 
 /// What to scan.
 #[derive(Debug, Deserialize)]
@@ -111,36 +102,6 @@ pub async fn run(
         "guards": ctx.trace,
         "result": result,
     }))
-}
-
-/// `POST /v1/scan`.
-pub async fn handler(
-    State(app): State<Arc<App>>,
-    Extension(RequestId(rid)): Extension<RequestId>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    let caller = match app.authenticate(&headers).await {
-        Ok(c) => c,
-        Err(e) => return error_response(&e),
-    };
-    let bytes = match read_body(body, app.config.server.max_body_bytes).await {
-        Ok(b) => b,
-        Err(e) => return error_response(&e),
-    };
-    let scan: ScanRequest = match serde_json::from_slice(&bytes) {
-        Ok(s) => s,
-        Err(e) => {
-            return error_response(&ApiError::invalid_request(format!(
-                "Invalid scan request: {e}"
-            )));
-        }
-    };
-    let mut ctx = Context::new(rid, caller.principal(None));
-    match run(&app.pipeline, scan, &mut ctx).await {
-        Ok(v) => Json(v).into_response(),
-        Err(e) => error_response(&e),
-    }
 }
 
 /// A context for command-line scans.

@@ -1,9 +1,9 @@
-//! The HTTP surface: routes, the request-id layer, and the handlers that are not the chat path
-//! (pass-through endpoints, health, scan).
+//! The HTTP surface: the routes, the layers every route shares (request id), and the
+//! operational endpoints (health, readiness, metrics).
 
 use crate::app::App;
-use crate::proxy;
-use axum::body::Body;
+use crate::http::{RequestId, error_response};
+use crate::routes;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
@@ -15,18 +15,14 @@ use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// The request id a response carries in `x-request-id`, also in the audit record.
-#[derive(Debug, Clone)]
-pub struct RequestId(pub String);
-
 /// The gateway's routes over `app`.
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
-        .route("/v1/chat/completions", post(proxy::chat))
-        .route("/v1/models", get(proxy::models))
-        .route("/v1/embeddings", post(proxy::embeddings))
-        .route("/v1/moderations", post(proxy::moderations))
-        .route("/v1/scan", post(crate::scan::handler))
+        .route("/v1/chat/completions", post(routes::chat::chat))
+        .route("/v1/models", get(routes::passthrough::models))
+        .route("/v1/embeddings", post(routes::passthrough::embeddings))
+        .route("/v1/moderations", post(routes::passthrough::moderations))
+        .route("/v1/scan", post(routes::scan::handler))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -56,18 +52,6 @@ async fn request_id(mut req: Request, next: Next) -> Response {
     let mut resp = next.run(req).await;
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert("x-request-id", v);
-    }
-    resp
-}
-
-/// An [`ApiError`] as an HTTP response.
-pub fn error_response(e: &ApiError) -> Response {
-    let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut resp = (status, Json(e.body())).into_response();
-    if e.status == 429 {
-        resp.headers_mut()
-            .entry(header::RETRY_AFTER)
-            .or_insert(HeaderValue::from_static("1"));
     }
     resp
 }
@@ -110,20 +94,4 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, Json(json!({"ready": ready, "checks": body}))).into_response()
-}
-
-/// Reads a whole request body up to `limit` bytes; bigger bodies are a 413.
-pub async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
-    axum::body::to_bytes(body, limit).await.map_err(|e| {
-        let too_big = std::error::Error::source(&e)
-            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
-            || e.to_string().contains("length limit");
-        if too_big {
-            ApiError::too_large(format!(
-                "The request body is larger than this gateway accepts ({limit} bytes)."
-            ))
-        } else {
-            ApiError::invalid_request(format!("Could not read the request body: {e}"))
-        }
-    })
 }

@@ -1,8 +1,16 @@
 //! The provider client: one pooled HTTP/1.1 + HTTP/2 client, the provider key added here and
 //! nowhere else, and transport failures turned into the errors the SDKs expect (502 / 504).
 
+pub mod moderation;
+pub mod sse;
+
+use crate::http::error_response;
+use axum::body::Body;
+use axum::http::header;
+use axum::response::Response;
 use portcullis_core::ApiError;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
+use serde_json::Value;
 use std::time::Duration;
 
 /// Where requests go and with which key.
@@ -75,5 +83,39 @@ pub fn transport_error(e: &reqwest::Error) -> ApiError {
         ApiError::bad_gateway("The upstream model provider is unreachable.")
     } else {
         ApiError::bad_gateway(format!("The upstream model provider failed: {e}"))
+    }
+}
+
+/// An upstream error, passed through with its status (and body when it is JSON).
+pub async fn pass_error(resp: reqwest::Response) -> Response {
+    let status = resp.status();
+    let body = resp.bytes().await.unwrap_or_default();
+    let json: Option<Value> = serde_json::from_slice(&body).ok();
+    match json {
+        Some(v) if v.get("error").is_some() => {
+            let mut r = Response::new(Body::from(body));
+            *r.status_mut() = status;
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            r
+        }
+        _ => {
+            let text = String::from_utf8_lossy(&body);
+            let snippet: String = text.chars().take(200).collect();
+            let mut e = ApiError::new(
+                status.as_u16(),
+                if status.is_server_error() {
+                    "server_error"
+                } else {
+                    "invalid_request_error"
+                },
+                None,
+                format!("The upstream answered {status}: {snippet}"),
+            );
+            e.status = status.as_u16();
+            error_response(&e)
+        }
     }
 }

@@ -1,0 +1,56 @@
+//! The HTTP shapes every route shares: the request id, an [`ApiError`] as an OpenAI-shaped
+//! response, extra response headers, and a bounded body read.
+
+use axum::Json;
+use axum::body::Body;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use portcullis_core::ApiError;
+
+/// The request id a response carries in `x-request-id`, also in the audit record.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+/// An [`ApiError`] as an HTTP response.
+pub fn error_response(e: &ApiError) -> Response {
+    let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut resp = (status, Json(e.body())).into_response();
+    if e.status == 429 {
+        resp.headers_mut()
+            .entry(header::RETRY_AFTER)
+            .or_insert(HeaderValue::from_static("1"));
+    }
+    resp
+}
+
+/// Extra response headers (rate-limit state) on any response.
+pub trait WithHeaders {
+    fn with_headers(self, h: Vec<(&'static str, String)>) -> Response;
+}
+
+impl WithHeaders for Response {
+    fn with_headers(mut self, h: Vec<(&'static str, String)>) -> Response {
+        for (k, v) in h {
+            if let Ok(v) = HeaderValue::from_str(&v) {
+                self.headers_mut().insert(k, v);
+            }
+        }
+        self
+    }
+}
+
+/// Reads a whole request body up to `limit` bytes; bigger bodies are a 413.
+pub async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let too_big = std::error::Error::source(&e)
+            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+            || e.to_string().contains("length limit");
+        if too_big {
+            ApiError::too_large(format!(
+                "The request body is larger than this gateway accepts ({limit} bytes)."
+            ))
+        } else {
+            ApiError::invalid_request(format!("Could not read the request body: {e}"))
+        }
+    })
+}

@@ -1,0 +1,34 @@
+//! `portcullis`: the gateway and its command line, over the library crates (core, the
+//! detectors, guards, limits, store). Nothing depends on this crate.
+//!
+//! # Layout
+//! The request path reads top-down; each module uses only those below it.
+//! - [`server`]: the router and the layers every route shares; health, readiness, metrics.
+//! - [`routes`]: one handler module per route family (chat and its stream, pass-through, scan).
+//! - [`lifecycle`]: how a request ends — its one audit record and its metrics, however it ends.
+//! - [`app`]: the running gateway, built once from config and shared by requests.
+//! - The rooms a request passes through: [`auth`] (who is calling), [`guards`] (the pipeline
+//!   built from config), [`books`] (admission, budgets, cost), [`upstream`] (the provider
+//!   client, its SSE framing, its moderation endpoint), [`audit`] (the record of a request).
+//! - Below them all: [`config`] (the TOML file), [`http`] (shared HTTP shapes), [`metrics`]
+//!   and [`anomaly`] (what operators watch), [`clock`].
+//! - Beside the path: [`scan`] (guards without a model call), [`mock`] (the built-in model),
+//!   [`cli`] (every command other than the request path).
+
+pub mod anomaly;
+pub mod app;
+pub mod audit;
+pub mod auth;
+pub mod books;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod guards;
+pub mod http;
+pub mod lifecycle;
+pub mod metrics;
+pub mod mock;
+pub mod routes;
+pub mod scan;
+pub mod server;
+pub mod upstream;
