@@ -34,8 +34,8 @@ pub enum StartError {
     Limits(String),
     #[error(transparent)]
     Upstream(#[from] crate::upstream::UpstreamBuildError),
-    #[error("guard '{guard}': {message}")]
-    Guard { guard: String, message: String },
+    #[error(transparent)]
+    Guard(#[from] crate::guards::BuildError),
 }
 
 impl App {

@@ -1,7 +1,6 @@
 //! Builds the pipeline from the configuration: the guard sections, in the order
 //! `[pipeline]` lists them, each with its mode, failure policy and timeout.
 
-use crate::app::StartError;
 use crate::config::{Config, Section};
 use crate::upstream::Upstream;
 use portcullis_core::{Guard, Pipeline, Stage};
@@ -16,8 +15,16 @@ fn stage<T>(section: &Section<T>, guard: Arc<dyn Guard>) -> Stage {
         .timeout(section.timeout_ms.map(Duration::from_millis))
 }
 
-fn guard_error(guard: &str, e: impl std::fmt::Display) -> StartError {
-    StartError::Guard {
+/// A guard section that cannot be built; the message names the setting.
+#[derive(Debug, thiserror::Error)]
+#[error("guard '{guard}': {message}")]
+pub struct BuildError {
+    pub guard: String,
+    pub message: String,
+}
+
+fn guard_error(guard: &str, e: impl std::fmt::Display) -> BuildError {
+    BuildError {
         guard: guard.to_owned(),
         message: e.to_string(),
     }
@@ -37,7 +44,7 @@ pub fn warm_up() {
 }
 
 /// The input and output stages `config` asks for.
-pub fn build(config: &Config, upstream: &Upstream) -> Result<Pipeline, StartError> {
+pub fn build(config: &Config, upstream: &Upstream) -> Result<Pipeline, BuildError> {
     let mut input = Vec::new();
     for name in &config.pipeline.input {
         let s = match name.as_str() {
@@ -91,13 +98,13 @@ pub fn build(config: &Config, upstream: &Upstream) -> Result<Pipeline, StartErro
     Ok(Pipeline::new(input, output))
 }
 
-fn pii(config: &Config) -> Result<Stage, StartError> {
+fn pii(config: &Config) -> Result<Stage, BuildError> {
     let g =
         portcullis_guards::PiiGuard::new(&config.pii.config).map_err(|e| guard_error("pii", e))?;
     Ok(stage(&config.pii, Arc::new(g)))
 }
 
-fn moderation(config: &Config, upstream: &Upstream) -> Result<Stage, StartError> {
+fn moderation(config: &Config, upstream: &Upstream) -> Result<Stage, BuildError> {
     use portcullis_moderation::{LocalModerator, ModerationGuard, Moderator, ProviderKind};
     let c = &config.moderation.config;
     let provider: Arc<dyn Moderator> = match c.provider {
