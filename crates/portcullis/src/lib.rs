@@ -12,7 +12,8 @@
 //!   client, its SSE framing, its moderation endpoint), [`audit`] (the record of a request).
 //! - Below them all: [`config`] (the TOML file), [`http`] (shared HTTP shapes), [`metrics`]
 //!   and [`anomaly`] (what operators watch), [`clock`].
-//! - Beside the path: [`scan`] (guards without a model call), [`mock`] (the built-in model),
+//! - Beside the path: [`scan`] (guards without a model call), [`traffic`] (the policy measured
+//!   on labelled prompts), [`mock`] (the built-in model),
 //!   [`cli`] (every command other than the request path).
 
 pub mod anomaly;
@@ -31,4 +32,5 @@ pub mod mock;
 pub mod routes;
 pub mod scan;
 pub mod server;
+pub mod traffic;
 pub mod upstream;

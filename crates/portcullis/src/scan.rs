@@ -2,7 +2,9 @@
 //! guards over messages or a text and report verdicts and findings, for applications that
 //! cannot route their traffic through the proxy.
 
-use portcullis_core::{ApiError, ChatRequest, Context, Message, Outcome, Pipeline, Principal};
+use portcullis_core::{
+    ApiError, ChatRequest, Context, Message, Outcome, Pipeline, Principal, Role,
+};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -102,6 +104,93 @@ pub async fn run(
         "guards": ctx.trace,
         "result": result,
     }))
+}
+
+/// What one guard did to a judged text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuardActs {
+    pub guard: String,
+    pub blocked: bool,
+    pub altered: bool,
+    /// Flagged it, or would have blocked or altered it in monitor mode.
+    pub flagged: bool,
+}
+
+impl GuardActs {
+    /// Whether the guard did anything at all.
+    pub fn acted(&self) -> bool {
+        self.blocked || self.altered || self.flagged
+    }
+}
+
+/// How the configured input policy treats one text sent as a user message.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Judgement {
+    /// Refused.
+    pub blocked: bool,
+    /// Let through, but the model would see different text from what the user wrote.
+    pub altered: bool,
+    /// Some guard flagged it (or would have acted, in monitor mode).
+    pub flagged: bool,
+    pub guards: Vec<GuardActs>,
+    /// Finding kinds of the guards that acted, each once.
+    pub kinds: Vec<String>,
+}
+
+/// Judges `text` as the gateway judges a user message: the whole input pipeline, including
+/// the checks that run beside the upstream call, with no model call — the one way the `eval
+/// traffic` measurement (and the red-team runner) push text through a policy.
+pub async fn judge(pipeline: &Pipeline, text: &str) -> Judgement {
+    let mut req = ChatRequest {
+        model: "gpt-4o-mini".into(),
+        messages: vec![Message::text(Role::User, text)],
+        ..ChatRequest::default()
+    };
+    let mut ctx = Context::new("judge", Principal::default());
+    let mut result = pipeline.run_input(&mut req, &mut ctx).await;
+    if result.is_ok() {
+        result = pipeline.run_beside(&req, &mut ctx).await;
+    }
+    let blocked = result.is_err();
+    let seen: Vec<String> = req
+        .messages
+        .iter()
+        .filter(|m| m.role == Role::User)
+        .map(Message::joined_text)
+        .collect();
+    let altered = !blocked && seen != [text];
+    let mut kinds: Vec<String> = Vec::new();
+    let guards: Vec<GuardActs> = ctx
+        .trace
+        .iter()
+        .map(|r| {
+            let g = GuardActs {
+                guard: r.guard.clone(),
+                blocked: matches!(r.outcome, Outcome::Block | Outcome::ErrorClosed),
+                altered: r.outcome == Outcome::Transform,
+                flagged: matches!(
+                    r.outcome,
+                    Outcome::Flag | Outcome::WouldBlock | Outcome::WouldTransform
+                ),
+            };
+            if g.acted() {
+                for f in &r.findings {
+                    if !kinds.contains(&f.kind) {
+                        kinds.push(f.kind.clone());
+                    }
+                }
+            }
+            g
+        })
+        .collect();
+    let flagged = guards.iter().any(|g| g.flagged);
+    Judgement {
+        blocked,
+        altered,
+        flagged,
+        guards,
+        kinds,
+    }
 }
 
 /// A context for command-line scans.

@@ -64,10 +64,17 @@ enum Command {
     },
     /// Score a detector on labelled data; prints metrics as one JSON line, last.
     Eval {
-        /// `pii`, `injection` or `moderation`.
+        /// `pii`, `injection` or `moderation` (a detector on its own), or `traffic` (the whole
+        /// configured input policy, as the gateway applies it to user messages).
         detector: String,
         #[arg(long, num_args = 1.., required = true)]
         data: Vec<PathBuf>,
+        /// The policy `traffic` measures (default: the built-in defaults).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// `traffic`: also write one JSON line per row (file, index, verdict, guards, kinds).
+        #[arg(long)]
+        rows: Option<PathBuf>,
     },
     /// Train a detector's model from labelled data and write its weights.
     Train {
@@ -125,13 +132,7 @@ pub async fn run(cli: Cli) -> Result<(), BoxError> {
         } => scan(config, output, text).await,
         Command::Check { config } => {
             let c = load(config.as_ref(), None)?;
-            let upstream = crate::upstream::Upstream::new(
-                &c.upstream.base_url,
-                None,
-                std::time::Duration::from_secs(1),
-                std::time::Duration::from_secs(1),
-            )?;
-            let p = crate::guards::build(&c, &upstream)?;
+            let p = pipeline_from(&c)?;
             let names = |stages: &[portcullis_core::Stage]| {
                 stages
                     .iter()
@@ -152,7 +153,21 @@ pub async fn run(cli: Cli) -> Result<(), BoxError> {
             since,
             json,
         } => spend::run(store, &by, &since, json).await,
-        Command::Eval { detector, data } => lab::eval(&detector, &data),
+        Command::Eval {
+            detector,
+            data,
+            config,
+            rows,
+        } => {
+            if detector == "traffic" {
+                let pipeline = pipeline_from(&load(config.as_ref(), None)?)?;
+                let report = crate::traffic::evaluate(&pipeline, &data, rows.as_deref()).await?;
+                println!("{report}");
+                Ok(())
+            } else {
+                lab::eval(&detector, &data)
+            }
+        }
         Command::Train {
             detector,
             data,
@@ -234,6 +249,18 @@ async fn shutdown() {
     }
 }
 
+/// The pipeline `config` describes, for commands that judge text without serving.
+fn pipeline_from(config: &Config) -> Result<portcullis_core::Pipeline, BoxError> {
+    let api_key = std::env::var(&config.upstream.api_key_env).ok();
+    let upstream = crate::upstream::Upstream::new(
+        &config.upstream.base_url,
+        api_key.as_deref(),
+        std::time::Duration::from_secs(config.upstream.timeout_s),
+        std::time::Duration::from_secs(config.upstream.connect_timeout_s),
+    )?;
+    Ok(crate::guards::build(config, &upstream)?)
+}
+
 async fn scan(config: Option<PathBuf>, output: bool, text: Option<String>) -> Result<(), BoxError> {
     let config = load(config.as_ref(), None)?;
     let text = match text.as_deref() {
@@ -244,13 +271,7 @@ async fn scan(config: Option<PathBuf>, output: bool, text: Option<String>) -> Re
         }
         Some(t) => t.to_owned(),
     };
-    let upstream = crate::upstream::Upstream::new(
-        &config.upstream.base_url,
-        None,
-        std::time::Duration::from_secs(config.upstream.timeout_s),
-        std::time::Duration::from_secs(config.upstream.connect_timeout_s),
-    )?;
-    let pipeline = crate::guards::build(&config, &upstream)?;
+    let pipeline = pipeline_from(&config)?;
     let mut ctx = crate::scan::cli_context();
     let req = crate::scan::ScanRequest {
         messages: None,
