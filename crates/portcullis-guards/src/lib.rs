@@ -1,6 +1,14 @@
-//! Guards over what a request may carry: how big it is, which model parameters it may use,
-//! and which personal data and credentials may leave (the detectors are in
-//! `portcullis-pii`). Injection and moderation live in their own crates.
+//! The small policy guards over what a request may carry: how big it is, which model
+//! parameters it may use, and which personal data and credentials may leave (the detectors
+//! are in `portcullis-pii`; injection and moderation are crates of their own).
+//!
+//! It depends on `portcullis-core` and `portcullis-pii` only: no I/O, no gateway, no store.
+//!
+//! # Layout
+//! - [`size`]: body, message and token limits.
+//! - [`params`]: the model parameter policy (allow-list, clamps, overrides) per team, key, route.
+//! - [`pii`]: what happens to each kind of personal data and credential (redact, pseudonymise,
+//!   hash, block).
 
 pub mod params;
 pub mod pii;

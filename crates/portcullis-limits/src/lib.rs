@@ -1,5 +1,8 @@
 //! Admission control and cost for Portcullis — the "denial of wallet" defence.
 //!
+//! It depends on no other Portcullis crate (the gateway maps its requests onto [`Admission`]s),
+//! and on Redis only through the [`redis_backend`].
+//!
 //! # Layout
 //! - [`limiter`]: the contract — [`Limits`] per [`Scope`], an [`Admission`] to check, the
 //!   [`Decision`] (with everything `x-ratelimit-*` and `Retry-After` need), the [`Limiter`]

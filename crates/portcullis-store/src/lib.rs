@@ -3,6 +3,8 @@
 //! PostgreSQL (shared by replicas). One SQL dialect serves both (`$n` parameters, `ON CONFLICT`),
 //! so there is one implementation to test, and the same suite runs against each.
 //!
+//! It depends on no other Portcullis crate: records arrive as plain structs, ready to store.
+//!
 //! # Layout
 //! - [`open`] / [`Store`]: connection, migrations, schema isolation (`?schema=NAME` on PostgreSQL).
 //! - [`keys`]: `pk-…` keys stored as SHA-256 hashes, a short authentication cache.
