@@ -95,7 +95,7 @@ impl Trail {
             .or_else(|| error.and_then(|e| e.code.clone()));
         AuditRecord {
             request_id: self.request_id,
-            time: crate::clock::now_ms(),
+            time: portcullis_store::now_ms(),
             key_id: self.key_id,
             user: self.user,
             team: self.team,

@@ -244,7 +244,7 @@ impl Books {
     }
 
     async fn check_budgets(&self, budgets: &[BudgetScope], worst: Money) -> Result<(), Refusal> {
-        let now = crate::clock::now_ms();
+        let now = portcullis_store::now_ms();
         let day = BudgetWindow::Day.period(now).start_ms;
         let month = BudgetWindow::Month.period(now).start_ms;
         for b in budgets {
@@ -332,7 +332,7 @@ impl Books {
             let cost = self.cost_micros(model, u).unwrap_or(0);
             let entry = SpendEntry {
                 request_id: c.request_id,
-                time_ms: crate::clock::now_ms(),
+                time_ms: portcullis_store::now_ms(),
                 key_id: Some(c.key_id),
                 user: Some(c.user),
                 team: c.team,

@@ -11,7 +11,7 @@
 //!   built from config), [`books`] (admission, budgets, cost), [`upstream`] (the provider
 //!   client, its SSE framing, its moderation endpoint), [`audit`] (the record of a request).
 //! - Below them all: [`config`] (the TOML file), [`http`] (shared HTTP shapes), [`metrics`]
-//!   and [`anomaly`] (what operators watch), [`clock`].
+//!   and [`anomaly`] (what operators watch).
 //! - Beside the path: [`scan`] (guards without a model call), [`traffic`] (the policy measured
 //!   on labelled prompts), [`mock`] (the built-in model),
 //!   [`cli`] (every command other than the request path).
@@ -22,7 +22,6 @@ pub mod audit;
 pub mod auth;
 pub mod books;
 pub mod cli;
-pub mod clock;
 pub mod config;
 pub mod guards;
 pub mod http;

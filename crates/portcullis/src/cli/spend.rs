@@ -39,7 +39,7 @@ pub async fn run(store: StoreArgs, by: &str, since: &str, json: bool) -> Result<
         "model" => GroupBy::Model,
         other => return Err(format!("--by '{other}': use user, team, key or model").into()),
     };
-    let since_ms = parse_since(since, crate::clock::now_ms())?;
+    let since_ms = parse_since(since, portcullis_store::now_ms())?;
     let config = load(store.config.as_ref(), store.store)?;
     let store = portcullis_store::open(&config.store.url).await?;
     let rows = store.spend_report(group, since_ms).await?;
