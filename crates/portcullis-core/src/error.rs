@@ -38,6 +38,12 @@ impl ApiError {
         self
     }
 
+    /// Replaces the machine-readable code.
+    pub fn with_code(mut self, code: impl Into<String>) -> Self {
+        self.code = Some(code.into());
+        self
+    }
+
     /// 400: the request is malformed or breaks a parameter rule.
     pub fn invalid_request(message: impl Into<String>) -> Self {
         Self::new(400, "invalid_request_error", None, message)
