@@ -1,10 +1,12 @@
 //! The data: PII span sets and prose sets read into [`Example`]s, and Presidio's type names
 //! mapped to ours.
 
-use super::LabError;
+use super::{LabError, NO_PII_ROWS};
 use crate::EntityType;
 use portcullis_core::hash::fnv1a;
 use portcullis_lab::dataset_name;
+use portcullis_lab::files::{read, rows};
+use portcullis_lab::licence::trainable_benign;
 use serde::Deserialize;
 use serde_json::Value;
 use std::ops::Range;
@@ -94,18 +96,10 @@ pub fn load(paths: &[PathBuf], all_prose: bool) -> Result<Vec<Example>, LabError
     // RAG sets repeat each passage (once per answer): keep one copy.
     let mut seen = std::collections::HashSet::new();
     for p in paths {
-        let err = |message: String| LabError::Data {
-            path: p.display().to_string(),
-            message,
-        };
-        let body = std::fs::read_to_string(p).map_err(|e| err(e.to_string()))?;
+        let body = read(p)?;
         let dataset = dataset_name(p);
-        for (n, line) in body.lines().enumerate() {
-            if line.trim().is_empty() {
-                continue;
-            }
-            let l: Line =
-                serde_json::from_str(line).map_err(|e| err(format!("line {}: {e}", n + 1)))?;
+        for row in rows(p, &body, serde_json::from_str::<Line>) {
+            let (n, l) = row?;
             let (text, raw_spans) = match (l.text, &l.spans) {
                 (Some(t), Some(spans)) => (t, spans),
                 (text, _) => {
@@ -134,12 +128,15 @@ pub fn load(paths: &[PathBuf], all_prose: bool) -> Result<Vec<Example>, LabError
             let mut spans = Vec::with_capacity(raw_spans.len());
             for s in raw_spans {
                 let (Some(a), Some(b)) = (offsets.get(s.start), offsets.get(s.end)) else {
-                    return Err(err(format!(
-                        "line {}: span {}..{} outside the text",
-                        n + 1,
-                        s.start,
-                        s.end
-                    )));
+                    return Err(LabError::data(
+                        p,
+                        format!(
+                            "line {}: span {}..{} outside the text",
+                            n + 1,
+                            s.start,
+                            s.end
+                        ),
+                    ));
                 };
                 spans.push((s.entity_type.clone(), *a..*b));
             }
@@ -158,7 +155,7 @@ pub fn load(paths: &[PathBuf], all_prose: bool) -> Result<Vec<Example>, LabError
         }
     }
     if !out.iter().any(|e| !e.plain) {
-        return Err(LabError::Empty);
+        return Err(LabError::Empty(NO_PII_ROWS));
     }
     Ok(out)
 }
@@ -169,14 +166,7 @@ pub fn load(paths: &[PathBuf], all_prose: bool) -> Result<Vec<Example>, LabError
 fn trainable_prose(dataset: &str, source: &str) -> bool {
     match dataset {
         "halueval_qa" | "halueval_dialogue" | "halueval_summarization" | "summedits" => true,
-        "benign_prompts" => [
-            "mt_bench",
-            "vicuna_bench",
-            "seed_tasks",
-            "normal_instructions",
-        ]
-        .iter()
-        .any(|s| source.contains(s)),
+        "benign_prompts" => trainable_benign(source),
         _ => false,
     }
 }

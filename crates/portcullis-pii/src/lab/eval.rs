@@ -3,9 +3,10 @@
 
 use super::LabError;
 use super::data::{Example, load};
-use super::scoring::{Scorer, predictions, round};
+use super::scoring::{Scorer, predictions};
 use crate::ner::Tagger;
 use crate::{ScanOptions, scan_with};
+use portcullis_lab::metrics::round;
 use portcullis_lab::throughput::steady_mb_per_s;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;

@@ -20,21 +20,10 @@ mod train;
 
 pub use data::{Example, MAPPING, load, ours};
 pub use eval::eval;
+pub use portcullis_lab::LabError;
 pub use scoring::Scorer;
 pub use train::train;
 
-/// Why a lab command failed.
-#[derive(Debug, thiserror::Error)]
-pub enum LabError {
-    #[error("cannot read {path}: {message}")]
-    Data { path: String, message: String },
-    #[error("cannot write {path}: {source}")]
-    Write {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error(
-        "no PII rows found: pass the PII span sets (presidio_synth_v2, presidio_generated_large)"
-    )]
-    Empty,
-}
+/// Why [`load`] found nothing to train or score on.
+const NO_PII_ROWS: &str =
+    "no PII rows found: pass the PII span sets (presidio_synth_v2, presidio_generated_large)";

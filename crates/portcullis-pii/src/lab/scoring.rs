@@ -2,6 +2,7 @@
 
 use super::data::{Example, ours};
 use crate::{Detection, EntityType};
+use portcullis_lab::metrics::{f1, fraction, round};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
@@ -23,27 +24,12 @@ struct Counts {
     support: u64,
 }
 
+/// Precision over predictions, recall over gold spans (a prediction and a gold span are
+/// counted apart, so the two totals differ), and their F1; each 0 where undefined.
 fn prf(c: Counts) -> (f64, f64, f64) {
-    let p = if c.tp_pred + c.fp == 0 {
-        0.0
-    } else {
-        c.tp_pred as f64 / (c.tp_pred + c.fp) as f64
-    };
-    let r = if c.support == 0 {
-        0.0
-    } else {
-        c.matched_gold as f64 / c.support as f64
-    };
-    let f = if p + r == 0.0 {
-        0.0
-    } else {
-        2.0 * p * r / (p + r)
-    };
-    (p, r, f)
-}
-
-pub(super) fn round(x: f64) -> f64 {
-    (x * 10000.0).round() / 10000.0
+    let p = fraction(c.tp_pred as usize, (c.tp_pred + c.fp) as usize).unwrap_or(0.0);
+    let r = fraction(c.matched_gold as usize, c.support as usize).unwrap_or(0.0);
+    (p, r, f1(p, r))
 }
 
 /// Scores predictions against gold, per data type, with each data set's own vocabulary.

@@ -7,6 +7,7 @@ use super::scoring::{Scorer, predictions};
 use crate::ner::{Model, Tagger, Trainer, gold_tags, lexicon, tokenize};
 use crate::{EntityType, ScanOptions, scan_with};
 use portcullis_core::hash::fnv1a;
+use portcullis_lab::files::write;
 use serde_json::{Value, json};
 use std::io::Write;
 use std::ops::Range;
@@ -132,10 +133,7 @@ pub fn train(paths: &[PathBuf], out: &Path) -> Result<Value, LabError> {
     let all: Vec<&Example> = examples.iter().collect();
     let model = fit(&all);
     let blob = model.to_bytes();
-    std::fs::write(out, &blob).map_err(|source| LabError::Write {
-        path: out.display().to_string(),
-        source,
-    })?;
+    write(out, &blob)?;
     Ok(json!({
         "out_of_fold": oof.report(bytes as f64 / 1e6 / secs.max(1e-9)),
         "folds": FOLDS,
