@@ -1,6 +1,11 @@
 //! Windows over a streamed answer: text is held back just long enough for output guards to see
 //! a pattern that spans chunks and for split pseudonym placeholders to be restored whole, and
-//! released as soon as it is safe — the stream is never buffered whole.
+//! released as soon as it is safe — the stream is never buffered whole. While a secret may be
+//! arriving (a PEM block opened and not closed, a key-like token reaching the end of the text)
+//! its start is held back too, up to [`MAX_SECRET_HOLD`] bytes, so a guard sees it whole.
+//!
+//! Text lives in lanes, one per choice's content and one per streamed tool call's arguments
+//! (the caller numbers them).
 
 use crate::ChatRequest;
 use crate::context::Context;
@@ -28,7 +33,27 @@ impl Default for Holdback {
     }
 }
 
-/// One choice's text on its way to the client.
+/// The longest possible secret held back whole (bytes); a longer run is released in windows.
+pub const MAX_SECRET_HOLD: usize = 16 * 1024;
+
+/// Where a secret may be arriving unfinished in `text`: an opened PEM block not yet closed, or
+/// a run of key-like characters (at least 16) that reaches the end of the text.
+pub fn open_secret(text: &str) -> Option<usize> {
+    if let Some(b) = text.rfind("-----BEGIN")
+        && !text[b..].contains("-----END")
+    {
+        return Some(b);
+    }
+    let keyish = |c: char| c.is_ascii_alphanumeric() || "-_.+/=".contains(c);
+    let start = text
+        .char_indices()
+        .rev()
+        .find(|(_, c)| !keyish(*c))
+        .map_or(0, |(i, c)| i + c.len_utf8());
+    (text.len() - start >= 16).then_some(start)
+}
+
+/// One lane's text on its way to the client.
 #[derive(Debug, Default, Clone)]
 struct Lane {
     /// Released text kept for context (at most `context` bytes).
@@ -39,10 +64,10 @@ struct Lane {
     released: usize,
 }
 
-/// Scans a streamed answer choice by choice; feed it deltas, send what it returns.
+/// Scans a streamed answer lane by lane; feed it deltas, send what it returns.
 #[derive(Debug, Default)]
 pub struct StreamScanner {
-    lanes: Vec<Lane>,
+    lanes: Vec<(usize, Lane)>,
     hold: Holdback,
 }
 
@@ -55,13 +80,22 @@ impl StreamScanner {
         }
     }
 
-    /// Whether any choice still holds unsent text.
+    /// Whether any lane still holds unsent text.
     pub fn has_pending(&self) -> bool {
-        self.lanes.iter().any(|l| !l.pending.is_empty())
+        self.lanes.iter().any(|(_, l)| !l.pending.is_empty())
     }
 
-    /// Adds `delta` to choice `index` and returns the text that may be sent now (possibly
-    /// empty). `last` flushes everything for this choice. `Err` ends the stream.
+    /// The lanes that still hold unsent text, in the order they were opened.
+    pub fn pending_lanes(&self) -> Vec<usize> {
+        self.lanes
+            .iter()
+            .filter(|(_, l)| !l.pending.is_empty())
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// Adds `delta` to lane `index` and returns the text that may be sent now (possibly
+    /// empty). `last` flushes everything for this lane. `Err` ends the stream.
     pub async fn push(
         &mut self,
         index: usize,
@@ -71,11 +105,15 @@ impl StreamScanner {
         req: &ChatRequest,
         ctx: &mut Context,
     ) -> Result<String, ApiError> {
-        if self.lanes.len() <= index {
-            self.lanes.resize_with(index + 1, Lane::default);
-        }
+        let at = match self.lanes.iter().position(|(id, _)| *id == index) {
+            Some(at) => at,
+            None => {
+                self.lanes.push((index, Lane::default()));
+                self.lanes.len() - 1
+            }
+        };
         let hold = self.hold;
-        let lane = &mut self.lanes[index];
+        let lane = &mut self.lanes[at].1;
         lane.pending.push_str(delta);
         if lane.pending.is_empty() {
             return Ok(String::new());
@@ -106,6 +144,12 @@ impl StreamScanner {
         };
         while !lane.pending.is_char_boundary(cut) {
             cut -= 1;
+        }
+        if !last
+            && let Some(start) = open_secret(&lane.pending)
+            && lane.pending.len() - start <= MAX_SECRET_HOLD
+        {
+            cut = cut.min(start);
         }
         if !last && !ctx.vault.is_empty() {
             // Never release the start of a placeholder without its end: the cut may fall
@@ -279,6 +323,76 @@ mod tests {
             got,
             "Hi Jane Roe, your order Jane Roe shipped today, thanks."
         );
+    }
+
+    #[test]
+    fn open_secrets_are_found_where_they_start() {
+        assert_eq!(
+            open_secret("key: -----BEGIN RSA PRIVATE KEY-----\nMIIE"),
+            Some(5)
+        );
+        assert_eq!(
+            open_secret("-----BEGIN X-----\nab\n-----END X-----\nok"),
+            None,
+            "a closed block is not open"
+        );
+        assert_eq!(open_secret("token eyJhbGciOiJIUzI1NiJ9.eyJzdWIi"), Some(6));
+        assert_eq!(open_secret("an ordinary sentence of prose"), None);
+    }
+
+    #[tokio::test]
+    async fn a_long_secret_is_held_until_it_closes_and_then_seen_whole() {
+        let p = Pipeline::new(vec![], vec![Stage::new(Arc::new(NoSecrets))]);
+        let mut ctx = Context::new("r", Principal::default());
+        let mut s = StreamScanner::new(Holdback {
+            context: 32,
+            tail: 8,
+        });
+        let r = req();
+        let body = "A".repeat(3000);
+        let pem = format!("-----BEGIN SECRET KEY-----\n{body}\n-----END SECRET KEY-----\n");
+        let text = format!("here it is: {pem}done.");
+        let mut out = String::new();
+        let mut pushed = String::new();
+        for piece in text.as_bytes().chunks(40) {
+            let piece = std::str::from_utf8(piece).unwrap();
+            pushed.push_str(piece);
+            let got = s.push(0, piece, false, &p, &r, &mut ctx).await.unwrap();
+            if !pushed.contains("-----END") {
+                assert!(
+                    !got.contains('A'),
+                    "released part of the open block: {got:?}"
+                );
+            }
+            out.push_str(&got);
+        }
+        out.push_str(&s.push(0, "", true, &p, &r, &mut ctx).await.unwrap());
+        assert!(
+            out.starts_with("here it is: -----BEGIN [X] KEY-----"),
+            "the guard saw it whole"
+        );
+        assert!(out.ends_with("-----END [X] KEY-----\ndone."));
+    }
+
+    #[tokio::test]
+    async fn lanes_are_independent_and_listed_while_pending() {
+        let p = Pipeline::new(vec![], vec![Stage::new(Arc::new(NoSecrets))]);
+        let mut ctx = Context::new("r", Principal::default());
+        let mut s = StreamScanner::new(Holdback {
+            context: 16,
+            tail: 8,
+        });
+        let r = req();
+        s.push(0, "ab", false, &p, &r, &mut ctx).await.unwrap();
+        s.push(1025, "{\"x\":", false, &p, &r, &mut ctx)
+            .await
+            .unwrap();
+        assert_eq!(s.pending_lanes(), vec![0, 1025]);
+        assert_eq!(
+            s.push(1025, "", true, &p, &r, &mut ctx).await.unwrap(),
+            "{\"x\":"
+        );
+        assert_eq!(s.pending_lanes(), vec![0]);
     }
 
     #[tokio::test]
