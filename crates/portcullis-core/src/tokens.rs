@@ -38,6 +38,21 @@ impl Encoding {
             Encoding::O200k => bpe_openai::o200k_base().count(text),
         }
     }
+
+    /// The text of token ids (as clients such as LangChain send embedding input), or `None`
+    /// when an id is not in the vocabulary or the bytes are not UTF-8.
+    pub fn decode(self, ids: &[u32]) -> Option<String> {
+        let t = match self {
+            Encoding::Cl100k => bpe_openai::cl100k_base(),
+            Encoding::O200k => bpe_openai::o200k_base(),
+        };
+        // The tokenizer indexes its table by id unchecked: an unknown id must not reach it.
+        let known = t.bpe.num_tokens();
+        if ids.iter().any(|&id| id as usize >= known) {
+            return None;
+        }
+        t.decode(ids)
+    }
 }
 
 /// Tokens per message of chat framing (`<|start|>role<|message|>…<|end|>`).
@@ -119,5 +134,18 @@ mod tests {
         .unwrap();
         let expected = 3 + (3 + 1 + 4) + (3 + 1 + 2);
         assert_eq!(count_prompt(&req), expected as u64);
+    }
+
+    #[test]
+    fn token_ids_decode_back_to_their_text() {
+        let text = "Embed this: café, naïve.";
+        for enc in [Encoding::Cl100k, Encoding::O200k] {
+            let ids = match enc {
+                Encoding::Cl100k => bpe_openai::cl100k_base().encode(text),
+                Encoding::O200k => bpe_openai::o200k_base().encode(text),
+            };
+            assert_eq!(enc.decode(&ids).as_deref(), Some(text));
+        }
+        assert_eq!(Encoding::Cl100k.decode(&[u32::MAX]), None);
     }
 }
