@@ -39,6 +39,14 @@ impl Encoding {
         }
     }
 
+    /// The token ids of `text`.
+    pub fn encode(self, text: &str) -> Vec<u32> {
+        match self {
+            Encoding::Cl100k => bpe_openai::cl100k_base().encode(text),
+            Encoding::O200k => bpe_openai::o200k_base().encode(text),
+        }
+    }
+
     /// The text of token ids (as clients such as LangChain send embedding input), or `None`
     /// when an id is not in the vocabulary or the bytes are not UTF-8.
     pub fn decode(self, ids: &[u32]) -> Option<String> {
@@ -140,11 +148,7 @@ mod tests {
     fn token_ids_decode_back_to_their_text() {
         let text = "Embed this: café, naïve.";
         for enc in [Encoding::Cl100k, Encoding::O200k] {
-            let ids = match enc {
-                Encoding::Cl100k => bpe_openai::cl100k_base().encode(text),
-                Encoding::O200k => bpe_openai::o200k_base().encode(text),
-            };
-            assert_eq!(enc.decode(&ids).as_deref(), Some(text));
+            assert_eq!(enc.decode(&enc.encode(text)).as_deref(), Some(text));
         }
         assert_eq!(Encoding::Cl100k.decode(&[u32::MAX]), None);
     }
