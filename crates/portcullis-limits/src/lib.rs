@@ -7,6 +7,9 @@
 //! - [`limiter`]: the contract — [`Limits`] per [`Scope`], an [`Admission`] to check, the
 //!   [`Decision`] (with everything `x-ratelimit-*` and `Retry-After` need), the [`Limiter`]
 //!   trait, [`FailMode`] and [`limiter_from_url`].
+//! - [`headers`]: what a client is told — `x-ratelimit-*`, `Retry-After` — always rounded up.
+//! - [`ceiling`]: a request's worst case in tokens ([`Ceiling`]: prompt + `n` × output
+//!   ceiling), saturating, as client-chosen numbers must be.
 //! - [`window`]: sliding windows counted in slices (no calendar edges; no trailing window ever
 //!   holds more than the limit), shared by both backends.
 //! - [`memory`]: [`MemoryLimiter`], the default, for one process.
@@ -33,6 +36,8 @@
 //! ```
 
 pub mod budget;
+pub mod ceiling;
+pub mod headers;
 pub mod limiter;
 pub mod memory;
 pub mod pricing;
@@ -42,6 +47,8 @@ mod suite;
 pub mod window;
 
 pub use budget::{Budget, BudgetCheck, BudgetStatus, BudgetWindow, DEFAULT_SOFT_PERCENT, Period};
+pub use ceiling::Ceiling;
+pub use headers::{ceil_millis, retry_after_secs, retry_headers};
 pub use limiter::{
     Admission, BackendHealth, Decision, FailMode, Headroom, Kind, Limit, LimitError, Limiter,
     Limits, Refusal, Reservation, Room, Scope, limiter_from_url, openai_duration,

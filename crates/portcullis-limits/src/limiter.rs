@@ -16,6 +16,7 @@
 //! - A parallel slot is a lease: if its holder dies without settling, it frees itself after the
 //!   lease (15 minutes by default).
 
+pub use crate::headers::{Headroom, Room, openai_duration};
 use crate::window::Slicing;
 use serde::Deserialize;
 use std::fmt;
@@ -200,7 +201,8 @@ impl fmt::Display for Scope {
 pub struct Admission {
     /// `(scope id, limits)`, e.g. `("key:key_ab12", …)`, `("user:alice", …)`; see [`Scope`].
     pub scopes: Vec<(String, Limits)>,
-    /// Tokens to reserve: prompt tokens plus the output ceiling.
+    /// Tokens to reserve: prompt tokens plus the output ceiling (for `n` choices; see
+    /// [`crate::Ceiling::tokens`]). Counted as at most [`MAX_COUNT`].
     pub tokens: u64,
 }
 
@@ -229,20 +231,37 @@ impl Admission {
                     continue;
                 };
                 let cost = match limit.kind() {
-                    Kind::Tokens => self.tokens,
+                    Kind::Tokens => exact(self.tokens),
                     Kind::Requests | Kind::Parallel => 1,
                 };
                 out.push(BucketSpec {
                     key: format!("{scope}:{}", limit.suffix()),
                     scope: scope.clone(),
                     limit,
-                    capacity,
+                    capacity: exact(capacity),
                     cost,
                 });
             }
         }
         out
     }
+}
+
+/// The largest count a window holds exactly: 2⁵³ − 1, where Redis's Lua numbers (doubles) stop
+/// being exact. Larger limits and token counts (only a client asking for absurd `max_tokens`,
+/// or a limit meant as "unlimited") are counted as this, on every backend alike, so no
+/// client-chosen number can overflow a counter or make a script fail.
+pub const MAX_COUNT: u64 = (1 << 53) - 1;
+
+/// `v`, capped at [`MAX_COUNT`].
+pub(crate) fn exact(v: u64) -> u64 {
+    v.min(MAX_COUNT)
+}
+
+/// What settling `actual` tokens of a `reserved` reservation adds to its token windows.
+pub(crate) fn settle_delta(actual: u64, reserved: u64) -> i64 {
+    // Both at most 2^53 - 1: the difference fits an i64 with room to spare.
+    exact(actual) as i64 - exact(reserved) as i64
 }
 
 /// One window of one scope, as charged by an admission.
@@ -253,78 +272,6 @@ pub(crate) struct BucketSpec {
     pub limit: Limit,
     pub capacity: u64,
     pub cost: u64,
-}
-
-/// The state of the tightest request and token windows, for `x-ratelimit-*` headers.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Headroom {
-    /// The request window with the least room (`-requests` headers).
-    pub requests: Option<Room>,
-    /// The token window with the least room (`-tokens` headers).
-    pub tokens: Option<Room>,
-}
-
-/// One window's limit, what is left, and when it is whole again (OpenAI's `reset`).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Room {
-    /// The configured limit.
-    pub limit: u64,
-    /// What is left now.
-    pub remaining: u64,
-    /// Time until the window holds no usage at all.
-    pub reset: Duration,
-}
-
-impl Headroom {
-    pub(crate) fn note(&mut self, kind: Kind, room: Room) {
-        let slot = match kind {
-            Kind::Requests => &mut self.requests,
-            Kind::Tokens => &mut self.tokens,
-            Kind::Parallel => return,
-        };
-        let tighter = slot.is_none_or(|r| room.remaining < r.remaining);
-        if tighter {
-            *slot = Some(room);
-        }
-    }
-
-    /// OpenAI-style headers (`x-ratelimit-limit-requests`, `…-remaining-…`, `…-reset-…`, and the
-    /// `-tokens` triple), for whichever windows exist.
-    pub fn headers(&self) -> Vec<(&'static str, String)> {
-        let mut h = Vec::new();
-        if let Some(r) = self.requests {
-            h.push(("x-ratelimit-limit-requests", r.limit.to_string()));
-            h.push(("x-ratelimit-remaining-requests", r.remaining.to_string()));
-            h.push(("x-ratelimit-reset-requests", openai_duration(r.reset)));
-        }
-        if let Some(r) = self.tokens {
-            h.push(("x-ratelimit-limit-tokens", r.limit.to_string()));
-            h.push(("x-ratelimit-remaining-tokens", r.remaining.to_string()));
-            h.push(("x-ratelimit-reset-tokens", openai_duration(r.reset)));
-        }
-        h
-    }
-}
-
-/// A duration as OpenAI writes it in reset headers: `250ms`, `6s`, `1m30s`, `2h5m0s`.
-pub fn openai_duration(d: Duration) -> String {
-    let ms = d.as_millis();
-    if ms < 1_000 {
-        return format!("{ms}ms");
-    }
-    let secs = d.as_secs_f64();
-    if secs < 60.0 {
-        let s = format!("{secs:.3}");
-        let s = s.trim_end_matches('0').trim_end_matches('.');
-        return format!("{s}s");
-    }
-    let total = d.as_secs();
-    let (h, m, s) = (total / 3600, (total % 3600) / 60, total % 60);
-    if h > 0 {
-        format!("{h}h{m}m{s}s")
-    } else {
-        format!("{m}m{s}s")
-    }
 }
 
 /// Held by an admitted request until it is settled or released.
@@ -408,6 +355,19 @@ impl Refusal {
             self.capacity,
             openai_duration(self.retry_after.max(Duration::from_millis(1)))
         )
+    }
+
+    /// `Retry-After` in whole seconds, rounded up (at least 1): waiting that long suffices.
+    pub fn retry_after_secs(&self) -> u64 {
+        crate::headers::retry_after_secs(self.retry_after)
+    }
+
+    /// Every header a 429 carries: `x-ratelimit-*` as they stand, `retry-after` and
+    /// `retry-after-ms`, all rounded up.
+    pub fn headers(&self) -> Vec<(&'static str, String)> {
+        let mut h = self.headroom.headers();
+        h.extend(crate::headers::retry_headers(self.retry_after));
+        h
     }
 }
 
@@ -564,15 +524,6 @@ mod tests {
             [("key:k1:rpm", 1), ("key:k1:tpm", 50), ("team:red:par", 1)]
         );
         assert_eq!(Scope::Global.id(), "global");
-    }
-
-    #[test]
-    fn reset_durations_read_like_openai() {
-        assert_eq!(openai_duration(Duration::from_millis(250)), "250ms");
-        assert_eq!(openai_duration(Duration::from_millis(6_500)), "6.5s");
-        assert_eq!(openai_duration(Duration::from_secs(6)), "6s");
-        assert_eq!(openai_duration(Duration::from_secs(90)), "1m30s");
-        assert_eq!(openai_duration(Duration::from_secs(7_500)), "2h5m0s");
     }
 
     #[test]

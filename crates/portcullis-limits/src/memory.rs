@@ -2,7 +2,7 @@
 
 use crate::limiter::{
     Admission, BucketSpec, Decision, Headroom, Kind, LimitError, Limiter, Refusal, Reservation,
-    Room, new_id, system_ms,
+    Room, new_id, settle_delta, system_ms,
 };
 use crate::window::{Slicing, wait_for};
 use std::collections::{HashMap, VecDeque};
@@ -241,7 +241,7 @@ impl Limiter for MemoryLimiter {
                         .add(slicing.slice(now), s.cost);
                     head.note(
                         s.limit.kind(),
-                        room(s, u + s.cost, Some(slicing.slice(now)), now),
+                        room(s, u.saturating_add(s.cost), Some(slicing.slice(now)), now),
                     );
                 }
             }
@@ -265,7 +265,7 @@ impl Limiter for MemoryLimiter {
         if st.live.remove(&r.id).is_none() {
             return Ok(()); // already settled, expired, degraded or nothing to settle
         }
-        let delta = actual_tokens as i64 - r.tokens as i64;
+        let delta = settle_delta(actual_tokens, r.tokens);
         for s in &r.buckets {
             match s.limit.kind() {
                 Kind::Parallel => {

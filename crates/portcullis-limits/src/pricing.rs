@@ -47,11 +47,13 @@ impl Price {
 
     /// Cost of `usage` at this price, rounded up to the micro-dollar.
     pub fn cost(&self, usage: TokenUsage) -> Money {
+        // Token counts come from clients and prices from config: saturate, never wrap.
         let cached = usage.cached.min(usage.prompt);
-        let picos = i128::from(usage.prompt - cached) * picos_per_token(self.input)
-            + i128::from(cached) * picos_per_token(self.cached_input.unwrap_or(self.input))
-            + i128::from(usage.completion) * picos_per_token(self.output);
-        let micros = (picos + PICOS_PER_MICRO - 1) / PICOS_PER_MICRO;
+        let part = |tokens: u64, usd: f64| i128::from(tokens).saturating_mul(picos_per_token(usd));
+        let picos = part(usage.prompt - cached, self.input)
+            .saturating_add(part(cached, self.cached_input.unwrap_or(self.input)))
+            .saturating_add(part(usage.completion, self.output));
+        let micros = picos / PICOS_PER_MICRO + i128::from(picos % PICOS_PER_MICRO != 0);
         Money::try_from(micros).unwrap_or(Money::MAX)
     }
 }
@@ -212,7 +214,8 @@ impl Pricing {
         Some(self.price(model)?.cost(usage))
     }
 
-    /// The most a request can cost: every prompt token uncached, the whole output ceiling used.
+    /// The most a one-choice request can cost: every prompt token uncached, the whole output
+    /// ceiling used. A request with `n` choices: [`Pricing::worst_case_of`].
     pub fn worst_case_cost(
         &self,
         model: &str,
@@ -222,7 +225,7 @@ impl Pricing {
         self.cost(model, prompt_tokens, 0, max_output_tokens)
     }
 
-    /// Same as [`Pricing::worst_case_cost`].
+    /// Same as [`Pricing::worst_case_cost`] (one choice; `n` choices: [`Pricing::worst_case_of`]).
     pub fn worst_case(&self, model: &str, prompt: u64, max_output: u64) -> Option<Money> {
         self.worst_case_cost(model, prompt, max_output)
     }

@@ -211,6 +211,47 @@ pub async fn requests_per_minute(l: &dyn Limiter, p: &str) {
     let f = refused(l, &adm(&[(&d, rpm(2))], 0)).await;
     // The first request leaves the window 60–61 s after it came.
     assert!(f.retry_after > Duration::from_secs(58) && f.retry_after <= Duration::from_secs(61));
+    // Retry-After is rounded up: waiting exactly that long is enough.
+    let secs = f.retry_after_secs();
+    assert!(Duration::from_secs(secs) >= f.retry_after && secs >= 1);
+    let headers = f.headers();
+    let get = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(get("retry-after"), Some(secs.to_string()));
+    let ms: u128 = get("retry-after-ms").unwrap().parse().unwrap();
+    assert!(Duration::from_millis(ms as u64) >= f.retry_after);
+    assert_eq!(get("x-ratelimit-remaining-requests").as_deref(), Some("0"));
+}
+
+/// Client-chosen numbers as large as `u64::MAX` neither wrap nor break the backend (a Redis
+/// script error would be read as "backend down" and, under fail-open, admit unchecked).
+pub async fn huge_numbers(l: &dyn Limiter, p: &str) {
+    let s = format!("{p}key:h");
+    let f = refused(l, &adm(&[(&s, tpd(1_000))], u64::MAX)).await;
+    assert!(f.too_large);
+    assert_eq!(f.headroom.tokens.unwrap().remaining, 1_000);
+    // A limit meant as unlimited admits the largest request, and settles at any figure.
+    let big = Limits {
+        rpm: Some(u64::MAX),
+        tpm: Some(u64::MAX),
+        tpd: Some(u64::MAX),
+        max_parallel: Some(u64::MAX),
+        ..Limits::default()
+    };
+    let u = format!("{p}user:h");
+    let r = admitted(l, &adm(&[(&u, big)], u64::MAX)).await.unwrap();
+    assert!(!r.degraded);
+    l.settle(&r, u64::MAX).await.unwrap();
+    // Counted as MAX_COUNT: nothing more fits, and the counters did not wrap to "empty".
+    let f = refused(l, &adm(&[(&u, big)], 1)).await;
+    assert_eq!(f.headroom.tokens.unwrap().remaining, 0);
+    assert_eq!(f.capacity, crate::limiter::MAX_COUNT);
+    let r = admitted(l, &adm(&[(&u, big)], 0)).await.unwrap();
+    l.settle(&r, 0).await.unwrap();
 }
 
 /// A request bigger than a whole limit is refused as too large, with a message that says so.
@@ -289,6 +330,7 @@ macro_rules! backend_suite {
             case!(requests_per_minute);
             case!(too_large);
             case!(unlimited);
+            case!(huge_numbers);
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn concurrent_exact() {

@@ -3,7 +3,7 @@
 
 use super::RedisLimiter;
 use crate::limiter::{
-    BucketSpec, Decision, Headroom, Kind, LimitError, Refusal, Reservation, Room,
+    BucketSpec, Decision, Headroom, Kind, LimitError, Refusal, Reservation, Room, settle_delta,
 };
 use crate::window::wait_for;
 use redis::Value;
@@ -96,7 +96,7 @@ impl RedisLimiter {
         r: &Reservation,
         actual_tokens: u64,
     ) -> (Vec<String>, Vec<String>) {
-        let delta = actual_tokens as i64 - r.tokens as i64;
+        let delta = settle_delta(actual_tokens, r.tokens);
         let mut keys = vec![self.marker_key(&r.id)];
         let mut args = vec![
             r.buckets.len().to_string(),
