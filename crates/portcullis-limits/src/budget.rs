@@ -1,6 +1,6 @@
 //! Money budgets: calendar periods (UTC day, UTC month — budgets are calendar by definition)
-//! and the soft / hard evaluation the gateway runs at admission with figures from the ledger.
-//! Pure functions: no clock, no I/O.
+//! and the soft / hard evaluation of a request's worst case against what is spent and held.
+//! Pure functions: no clock, no I/O; [`crate::budget_hold`] runs them on shared counters.
 
 use crate::pricing::{Money, format_usd};
 use serde::Deserialize;
@@ -153,16 +153,22 @@ impl Budget {
         self
     }
 
+    /// The committed amount (spent + held + worst case) at which the soft alert fires.
+    pub fn soft_threshold(&self) -> Money {
+        let soft = i128::from(self.limit) * i128::from(self.soft_percent.min(100)) / 100;
+        // At most `limit` (percent ≤ 100), so it fits; the fallback is never taken.
+        Money::try_from(soft).unwrap_or(self.limit)
+    }
+
     /// Checks a request: `spent` is the ledger's total for the current period, `held` the
     /// worst cases of requests in flight, `worst` this request's worst case.
     pub fn check(&self, now_ms: i64, spent: Money, held: Money, worst: Money) -> BudgetCheck {
         let period = self.window.period(now_ms);
         let before = spent.saturating_add(held);
         let committed = before.saturating_add(worst.max(0));
-        let soft = i128::from(self.limit) * i128::from(self.soft_percent) / 100;
         let status = if committed > self.limit {
             BudgetStatus::Exceeded
-        } else if i128::from(committed) >= soft {
+        } else if committed >= self.soft_threshold() {
             BudgetStatus::Soft
         } else {
             BudgetStatus::Within
@@ -171,9 +177,9 @@ impl Budget {
             status,
             committed,
             limit: self.limit,
-            remaining: (self.limit - before).max(0),
+            remaining: self.limit.saturating_sub(before).max(0),
             worst: worst.max(0),
-            resets_in: Duration::from_millis((period.end_ms - now_ms).max(0) as u64),
+            resets_in: Duration::from_millis(period.end_ms.saturating_sub(now_ms).max(0) as u64),
             period,
         }
     }
@@ -230,6 +236,20 @@ mod tests {
         assert_eq!((feb.end_ms - feb.start_ms) / DAY_MS, 29);
         assert_eq!(BudgetWindow::Day.period(0).key, "1970-01-01");
         assert_eq!(BudgetWindow::Day.period(-1).key, "1969-12-31");
+    }
+
+    #[test]
+    fn extreme_amounts_saturate_instead_of_wrapping() {
+        let c = Budget::daily(1_000).check(NOW, Money::MAX, Money::MAX, Money::MAX);
+        assert_eq!(
+            (c.status, c.remaining, c.committed),
+            (BudgetStatus::Exceeded, 0, Money::MAX)
+        );
+        let c = Budget::daily(Money::MIN).check(NOW, -5, 0, 0);
+        assert_eq!((c.status, c.remaining), (BudgetStatus::Exceeded, 0));
+        let c = Budget::monthly(Money::MAX).with_soft_percent(200);
+        assert_eq!(c.soft_threshold(), Money::MAX);
+        assert_eq!(Budget::daily(1_000).soft_threshold(), 800);
     }
 
     #[test]

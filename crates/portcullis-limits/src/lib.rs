@@ -16,6 +16,8 @@
 //! - [`redis_backend`]: [`RedisLimiter`], one atomic Lua script per admission, for replicas.
 //! - [`pricing`]: the dated OpenAI price table and exact integer costs ([`Money`] in µ$).
 //! - [`budget`]: UTC day / month periods and soft / hard budget checks ([`BudgetWindow`]).
+//! - [`budget_hold`]: money budgets held at admission on either backend — check and hold in
+//!   one atomic step across replicas, settle, seed from the ledger ([`BudgetAdmission`]).
 //!
 //! # Example
 //! ```
@@ -34,8 +36,33 @@
 //! }
 //! # });
 //! ```
+//!
+//! Money budgets, held and settled the same way (seeded from the ledger when asked):
+//! ```
+//! use portcullis_limits::{Budget, BudgetAdmission, BudgetDecision, Limiter, MemoryLimiter, Scope};
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! let limiter = MemoryLimiter::default();
+//! let mut ask = BudgetAdmission::new(12_500) // worst case, µ$ (Pricing::worst_case_of)
+//!     .budget(&Scope::User("alice".into()), Budget::daily(10_000_000));
+//! let hold = loop {
+//!     match limiter.hold_budgets(&ask).await.unwrap() {
+//!         // First use of this period here: pass the ledger's totals (Store::spend_total).
+//!         BudgetDecision::NeedSeed(need) => {
+//!             ask = ask.seeded(need.iter().map(|n| n.answer(0)).collect::<Vec<_>>())
+//!         }
+//!         BudgetDecision::Held(hold, _standings) => break hold,
+//!         BudgetDecision::Refused(refusal) => panic!("{}", refusal.message()),
+//!     }
+//! };
+//! // ... call upstream, then replace the hold by the real cost:
+//! limiter.settle_budgets(&hold, 8_000).await.unwrap();
+//! # });
+//! ```
 
 pub mod budget;
+pub mod budget_hold;
+#[cfg(test)]
+mod budget_suite;
 pub mod ceiling;
 pub mod headers;
 pub mod limiter;
@@ -47,11 +74,15 @@ mod suite;
 pub mod window;
 
 pub use budget::{Budget, BudgetCheck, BudgetStatus, BudgetWindow, DEFAULT_SOFT_PERCENT, Period};
+pub use budget_hold::{
+    BudgetAdmission, BudgetDecision, BudgetHold, BudgetRefusal, BudgetStanding, MAX_MONEY,
+    PERIOD_MARGIN, Seed, SeedRequest,
+};
 pub use ceiling::Ceiling;
 pub use headers::{ceil_millis, retry_after_secs, retry_headers};
 pub use limiter::{
     Admission, BackendHealth, Decision, FailMode, Headroom, Kind, Limit, LimitError, Limiter,
-    Limits, Refusal, Reservation, Room, Scope, limiter_from_url, openai_duration,
+    Limits, MAX_COUNT, Refusal, Reservation, Room, Scope, limiter_from_url, openai_duration,
 };
 pub use memory::{Clock, MemoryLimiter};
 pub use pricing::{

@@ -16,7 +16,9 @@
 //! - A parallel slot is a lease: if its holder dies without settling, it frees itself after the
 //!   lease (15 minutes by default).
 
+use crate::budget_hold::{BudgetAdmission, BudgetDecision, BudgetHold};
 pub use crate::headers::{Headroom, Room, openai_duration};
+use crate::pricing::Money;
 use crate::window::Slicing;
 use serde::Deserialize;
 use std::fmt;
@@ -426,6 +428,17 @@ pub trait Limiter: Send + Sync {
     /// Refunds a failed call's tokens and frees its parallel slot; its request still counts.
     async fn release(&self, r: &Reservation) -> Result<(), LimitError> {
         self.settle(r, 0).await
+    }
+    /// Holds `b.worst` against every budget of `b` at once, or holds nothing and says which
+    /// budget refused, or which counters need seeding from the ledger (see
+    /// [`crate::budget_hold`]). `Err` only when the backend is down and policy is fail-closed.
+    async fn hold_budgets(&self, b: &BudgetAdmission) -> Result<BudgetDecision, LimitError>;
+    /// Replaces a hold by the `actual` cost (µ$); the second call does nothing. Call it before
+    /// booking the ledger entry.
+    async fn settle_budgets(&self, h: &BudgetHold, actual: Money) -> Result<(), LimitError>;
+    /// Frees a hold whose call cost nothing (settles it at zero).
+    async fn release_budgets(&self, h: &BudgetHold) -> Result<(), LimitError> {
+        self.settle_budgets(h, 0).await
     }
     /// Whether the backend answers (for readiness probes).
     async fn ping(&self) -> Result<(), LimitError>;

@@ -92,3 +92,86 @@ async fn the_gateway_contract_holds() {
     limiter.release(&r).await.unwrap();
     limiter.ping().await.unwrap();
 }
+
+/// Money budgets as the gateway holds them: worst case from a `Ceiling` (with `n`), a hold on
+/// every budgeted scope, seeds from the ledger when asked, alerts, settlement, 429 headers.
+#[tokio::test]
+async fn the_gateway_budget_contract_holds() {
+    use portcullis_limits::{
+        Budget, BudgetAdmission, BudgetDecision, BudgetHold, Ceiling, Scope, SeedRequest,
+    };
+    // A fixed clock (2026-11-24T15:00Z) so that no day ends mid-test.
+    let limiter: Arc<dyn Limiter> = Arc::new(portcullis_limits::MemoryLimiter::with_clock(
+        Arc::new(|| 1_795_532_400_000),
+    ));
+    let pricing = Pricing::builtin();
+    // 1,000 prompt tokens, max_tokens 500, n = 2 → gpt-4o: 2,500 + 2 × 5,000 µ$.
+    let ceiling = Ceiling::new(1_000, 500, Some(2));
+    assert_eq!(ceiling.tokens(), 2_000); // Admission::new(ceiling.tokens()) for token windows
+    let worst: Money = pricing.worst_case_of("gpt-4o", ceiling).unwrap();
+    assert_eq!(worst, 12_500);
+    let ask = BudgetAdmission::new(worst)
+        .budget(&Scope::Key("k1".into()), Budget::daily(1_000_000))
+        .budget(
+            &Scope::User("alice".into()),
+            Budget::daily(40_000).with_soft_percent(80),
+        )
+        .budget(&Scope::User("alice".into()), Budget::monthly(5_000_000))
+        .budget(&Scope::Global, Budget::monthly(100_000_000));
+    // The ledger, as `Store::spend_total(scope, since_ms)` would answer.
+    let ledger = |r: &SeedRequest| -> Money {
+        assert!(r.period.start_ms < r.period.end_ms);
+        if r.scope == "user:alice" { 10_000 } else { 0 }
+    };
+    let hold = |ask: BudgetAdmission| {
+        let limiter = limiter.clone();
+        async move {
+            let mut ask = ask;
+            for _ in 0..3 {
+                match limiter.hold_budgets(&ask).await.unwrap() {
+                    BudgetDecision::NeedSeed(need) => {
+                        ask = ask
+                            .seeded(need.iter().map(|r| r.answer(ledger(r))).collect::<Vec<_>>());
+                    }
+                    other => return other,
+                }
+            }
+            panic!("seeds never enough")
+        }
+    };
+    let held: BudgetHold = match hold(ask.clone()).await {
+        BudgetDecision::Held(h, standings) => {
+            assert!(!h.degraded);
+            assert!(standings.iter().all(|s| !s.alert)); // 22,500 of 40,000 < 80 %
+            h
+        }
+        other => panic!("{other:?}"),
+    };
+    // The second request crosses 80 % of alice's day: alert once (key = scope + period).
+    match hold(ask.clone()).await {
+        BudgetDecision::Held(h, standings) => {
+            let alerts: Vec<_> = standings.iter().filter(|s| s.alert).collect();
+            assert_eq!(alerts.len(), 1);
+            assert!(alerts[0].alert_key().starts_with("user:alice:"));
+            assert!(!alerts[0].alert_message().is_empty());
+            limiter.release_budgets(&h).await.unwrap();
+        }
+        other => panic!("{other:?}"),
+    }
+    // Settle with the real cost before booking the ledger entry (at `held.at_ms`).
+    limiter.settle_budgets(&held, 9_000).await.unwrap();
+    limiter.settle_budgets(&held, 9_000).await.unwrap(); // idempotent
+    // 19,000 spent: a third 12,500 fits (31,500), a fourth would pass 40,000 → 429
+    // insufficient_quota.
+    assert!(matches!(hold(ask.clone()).await, BudgetDecision::Held(..)));
+    match hold(ask).await {
+        BudgetDecision::Refused(f) => {
+            assert_eq!(f.standing.scope, "user:alice");
+            let headers: Vec<(&'static str, String)> = f.headers();
+            assert_eq!(headers[0].0, "retry-after");
+            assert_eq!(headers[0].1, f.retry_after_secs().to_string());
+            assert!(f.message().contains("user:alice"));
+        }
+        other => panic!("{other:?}"),
+    }
+}

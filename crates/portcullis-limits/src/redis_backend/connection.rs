@@ -87,4 +87,25 @@ impl Conn {
         );
         Err(LimitError::Unavailable(err))
     }
+
+    /// Calls `script` again in the background for about half a minute, so a settlement is not
+    /// lost to a blip (the lease bounds the damage if Redis stays away); `what` is for the log.
+    pub(super) fn retry_later(
+        &self,
+        script: Arc<redis::Script>,
+        keys: Vec<String>,
+        args: Vec<String>,
+        what: &'static str,
+    ) {
+        let conn = self.clone();
+        tokio::spawn(async move {
+            for wait_ms in [300, 1_000, 2_000, 4_000, 8_000, 16_000] {
+                tokio::time::sleep(Duration::from_millis(wait_ms)).await;
+                if conn.invoke::<i64>(&script, &keys, &args).await.is_ok() {
+                    return;
+                }
+            }
+            tracing::warn!("gave up settling {what}; its lease will free it");
+        });
+    }
 }

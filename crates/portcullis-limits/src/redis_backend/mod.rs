@@ -10,6 +10,7 @@
 //!   replica that dies holding slots cannot leak them.
 //! - `{prefix}:r:{reservation}` — present while a reservation is unsettled (same lease); the
 //!   settle script deletes it first, which makes settling idempotent.
+//! - `{prefix}:m…` — money budget counters, see `budgets`.
 //!
 //! When Redis cannot be reached the call fails fast (bounded connect and response timeouts,
 //! and for a short cool-down after a failure no call is attempted at all), then follows
@@ -17,11 +18,13 @@
 //! in the background for about half a minute.
 //!
 //! # Layout
-//! - `admit.lua`, `settle.lua`: the two scripts, one atomic call each way.
+//! - `admit.lua`, `settle.lua`: the two rate-limit scripts, one atomic call each way.
+//! - `hold.lua`, `settle_hold.lua` and `budgets`: money budgets, one atomic call each way.
 //! - `connection`: [`RedisOptions`] and the bounded, cooled-down call to Redis.
 //! - `protocol`: script arguments and replies — bucket codes, numbers, a refusal read back.
 //! - this file: [`RedisLimiter`], the [`Limiter`] the gateway holds.
 
+mod budgets;
 mod connection;
 mod protocol;
 #[cfg(test)]
@@ -29,10 +32,13 @@ mod tests;
 
 pub use connection::RedisOptions;
 
+use crate::budget_hold::{BudgetAdmission, BudgetDecision, BudgetHold};
 use crate::limiter::{
     Admission, BackendHealth, BucketSpec, Decision, FailMode, Headroom, Kind, LimitError, Limiter,
     Reservation, Room, new_id, system_ms,
 };
+use crate::memory::Clock;
+use crate::pricing::Money;
 use connection::{Conn, Counters};
 use protocol::{bad_reply, kind_code, num};
 use redis::Value;
@@ -47,6 +53,12 @@ const ADMIT: &str = include_str!("admit.lua");
 /// Settles a reservation once (its header gives KEYS, ARGV and reply).
 const SETTLE: &str = include_str!("settle.lua");
 
+/// Checks and holds every budget of a request (its header gives KEYS, ARGV and reply).
+const HOLD: &str = include_str!("hold.lua");
+
+/// Settles a budget hold once (its header gives KEYS, ARGV and reply).
+const SETTLE_HOLD: &str = include_str!("settle_hold.lua");
+
 /// Limits shared through Redis by every replica.
 pub struct RedisLimiter {
     conn: Conn,
@@ -54,7 +66,11 @@ pub struct RedisLimiter {
     fail: FailMode,
     admit: redis::Script,
     settle: Arc<redis::Script>,
+    hold: redis::Script,
+    settle_hold: Arc<redis::Script>,
     lease: Duration,
+    /// Budget periods and hold leases (rate windows use Redis's clock).
+    clock: Clock,
 }
 
 impl std::fmt::Debug for RedisLimiter {
@@ -103,8 +119,18 @@ impl RedisLimiter {
             fail,
             admit: redis::Script::new(ADMIT),
             settle: Arc::new(redis::Script::new(SETTLE)),
+            hold: redis::Script::new(HOLD),
+            settle_hold: Arc::new(redis::Script::new(SETTLE_HOLD)),
             lease: options.lease,
+            clock: Arc::new(system_ms),
         })
+    }
+
+    /// Budget periods and hold leases read time from `clock` (tests move it by hand); rate
+    /// windows keep using Redis's own clock.
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// How many calls found Redis unreachable (for metrics and alerts).
@@ -217,23 +243,19 @@ impl Limiter for RedisLimiter {
         match self.conn.invoke::<i64>(&self.settle, &keys, &args).await {
             Ok(_) => Ok(()),
             Err(e) => {
-                // Try again in the background so slots and refunds are not lost to a blip;
-                // the lease bounds the damage if Redis stays away.
-                let (conn, script) = (self.conn.clone(), self.settle.clone());
-                tokio::spawn(async move {
-                    for wait_ms in [300, 1_000, 2_000, 4_000, 8_000, 16_000] {
-                        tokio::time::sleep(Duration::from_millis(wait_ms)).await;
-                        if conn.invoke::<i64>(&script, &keys, &args).await.is_ok() {
-                            return;
-                        }
-                    }
-                    tracing::warn!(
-                        "gave up settling a rate-limit reservation; its lease will free it"
-                    );
-                });
+                self.conn
+                    .retry_later(self.settle.clone(), keys, args, "a rate-limit reservation");
                 Err(e)
             }
         }
+    }
+
+    async fn hold_budgets(&self, b: &BudgetAdmission) -> Result<BudgetDecision, LimitError> {
+        self.hold_plan(&b.plan((self.clock)())).await
+    }
+
+    async fn settle_budgets(&self, h: &BudgetHold, actual: Money) -> Result<(), LimitError> {
+        self.settle_hold(h, actual).await
     }
 
     async fn ping(&self) -> Result<(), LimitError> {

@@ -58,6 +58,35 @@ async fn cleanup(prefix: String) {
 
 crate::suite::backend_suite!(shared, make(), cleanup);
 
+/// Two replicas on one fresh prefix, reading one clock the test moves.
+async fn rig() -> crate::budget_suite::Rig {
+    let p = prefix();
+    let clock = crate::budget_suite::ManualClock::new();
+    let options = RedisOptions {
+        lease: crate::budget_suite::LEASE,
+        ..RedisOptions::default()
+    };
+    let replica = || -> Arc<dyn Limiter> {
+        Arc::new(
+            RedisLimiter::with_options(SHARED, &p, FailMode::FailClosed, options)
+                .unwrap()
+                .with_clock(clock.clock()),
+        )
+    };
+    let (a, b) = (replica(), replica());
+    a.ping()
+        .await
+        .expect("Redis on 127.0.0.1:6379 must be reachable");
+    crate::budget_suite::Rig {
+        a,
+        b,
+        clock,
+        prefix: p,
+    }
+}
+
+crate::budget_suite::budget_suite!(budgets, rig(), cleanup);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_admit_exactly_what_one_would() {
     let p = prefix();
@@ -308,4 +337,89 @@ async fn an_unreachable_url_fails_fast_per_mode() {
 
 fn limiter_from_url_checked(url: &str) -> Arc<dyn Limiter> {
     crate::limiter_from_url(url, "t", FailMode::FailClosed).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn budget_keys_expire_with_their_period_and_a_lost_counter_is_seeded_again() {
+    use crate::budget::Budget;
+    use crate::budget_hold::{BudgetAdmission, BudgetDecision, PERIOD_MARGIN};
+    use crate::budget_suite::{Ledger, hold};
+    let r = rig().await;
+    let a = BudgetAdmission::new(100).budget(&crate::Scope::Team("k".into()), Budget::daily(1_000));
+    let ledger = Ledger::default();
+    let BudgetDecision::Held(h, _) = hold(&*r.a, &a, &ledger).await else {
+        panic!()
+    };
+    let client = redis::Client::open(SHARED).unwrap();
+    let mut con = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}:m*", r.prefix))
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    // Counter, lease set, settlement marker.
+    assert_eq!(keys.len(), 3, "{keys:?}");
+    // The day ends in 9 h (test clock); every key lives that long plus the margin, no longer.
+    let most = 9 * 3_600_000 + PERIOD_MARGIN.as_millis() as i64;
+    for k in &keys {
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg(k)
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        assert!(ttl > most - 60_000 && ttl <= most, "{k}: {ttl}");
+    }
+    r.a.settle_budgets(&h, 40).await.unwrap();
+    let marker: i64 = redis::cmd("EXISTS")
+        .arg(format!("{}:mr:{}", r.prefix, h.id()))
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert_eq!(marker, 0);
+    // Redis loses the counter (eviction, restart): the next hold asks for the ledger again.
+    let _: i64 = redis::cmd("DEL")
+        .arg(format!("{}:m:team:k:2026-11-24", r.prefix))
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let reads = ledger.reads.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(matches!(
+        r.b.hold_budgets(&a).await.unwrap(),
+        BudgetDecision::NeedSeed(n) if n.len() == 1
+    ));
+    let ledger = Ledger {
+        spent: [("team:k".to_owned(), 40)].into(),
+        ..Ledger::default()
+    };
+    let BudgetDecision::Held(_, s) = hold(&*r.b, &a, &ledger).await else {
+        panic!()
+    };
+    assert_eq!((reads, s[0].check.committed), (1, 140));
+    cleanup(r.prefix).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn budgets_follow_the_fail_mode_when_redis_is_unreachable() {
+    use crate::budget::Budget;
+    use crate::budget_hold::{BudgetAdmission, BudgetDecision};
+    let url = format!("redis://127.0.0.1:{}/0", free_port());
+    let a = BudgetAdmission::new(100).budget(&crate::Scope::Global, Budget::daily(1_000));
+    let open = RedisLimiter::new(&url, "t", FailMode::FailOpen).unwrap();
+    for _ in 0..3 {
+        match open.hold_budgets(&a).await {
+            Ok(BudgetDecision::Held(h, s)) => {
+                assert!(h.degraded && s.is_empty());
+                // Nothing was held, so there is nothing to settle: no error, no Redis call.
+                open.settle_budgets(&h, 100).await.unwrap();
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(open.health().degraded_admissions >= 3);
+    let closed = RedisLimiter::new(&url, "t", FailMode::FailClosed).unwrap();
+    assert!(matches!(
+        closed.hold_budgets(&a).await,
+        Err(LimitError::Unavailable(_))
+    ));
+    assert!(closed.health().unavailable_refusals >= 1);
 }
