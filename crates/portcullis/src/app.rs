@@ -13,7 +13,9 @@ use std::time::Duration;
 /// Everything a request needs, shared.
 pub struct App {
     pub config: Config,
-    pub pipeline: Pipeline,
+    pub pipeline: Arc<Pipeline>,
+    /// The guards for embedding and moderation input ([`crate::guards::TEXT_GUARDS`]).
+    pub text_pipeline: Arc<Pipeline>,
     pub upstream: Upstream,
     pub store: Store,
     pub audit: AuditWriter,
@@ -21,6 +23,12 @@ pub struct App {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Per-user counts of flagged requests, for the `user_flag_burst` alert.
     pub flags: crate::anomaly::FlagWatch,
+    /// Places for requests in flight (`server.max_in_flight`).
+    pub in_flight: Arc<tokio::sync::Semaphore>,
+    /// Failed authentications per client address.
+    pub failed_auths: crate::auth::FailedAuths,
+    /// Bounds the guard work running on the blocking pool at once.
+    pub heavy: Arc<tokio::sync::Semaphore>,
 }
 
 /// Why the gateway could not start.
@@ -62,6 +70,7 @@ impl App {
             },
         );
         let pipeline = crate::guards::build(&config, &upstream)?;
+        let text_pipeline = Arc::new(crate::guards::build_text(&config, &upstream)?);
         tokio::task::spawn_blocking(crate::guards::warm_up)
             .await
             .ok();
@@ -86,10 +95,19 @@ impl App {
             metrics.clone(),
         );
         let flags = crate::anomaly::FlagWatch::new(&config.alerts);
+        let in_flight = Arc::new(tokio::sync::Semaphore::new(
+            config.server.max_in_flight.max(1),
+        ));
+        let failed_auths = crate::auth::FailedAuths::new(config.server.failed_auth_per_minute);
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Ok(App {
             flags,
+            in_flight,
+            failed_auths,
+            heavy: Arc::new(tokio::sync::Semaphore::new(cores)),
             config,
-            pipeline,
+            pipeline: Arc::new(pipeline),
+            text_pipeline,
             upstream,
             store,
             audit,

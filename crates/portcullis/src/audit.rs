@@ -1,9 +1,8 @@
-//! The audit trail of one request, filled in along the path and written exactly once —
-//! allowed, blocked or failed — through the store's non-blocking writer.
+//! The audit trail of one request: what is known about it, filled in along the path, and the
+//! record it becomes when the request ends (see [`crate::lifecycle`]).
 
 use crate::auth::Caller;
-use crate::books::Books;
-use portcullis_core::{ApiError, Context, Outcome, Principal, Usage};
+use portcullis_core::{Context, Outcome, Principal, Usage};
 use portcullis_store::AuditRecord;
 use std::time::Instant;
 
@@ -18,13 +17,23 @@ pub struct Trail {
     pub team: Option<String>,
     pub model: Option<String>,
     pub stream: bool,
-    pub status: u16,
-    pub error_code: Option<String>,
     pub upstream_ms: Option<u64>,
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
     pub cached_tokens: u64,
     pub cost_micros: i64,
+    /// The usage is the gateway's count, not the provider's report.
+    pub usage_estimated: bool,
+}
+
+/// How a request ended, as the audit record says it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verdict {
+    /// HTTP status sent (499 when the client hung up first).
+    pub status: u16,
+    /// `allowed`, `flagged`, `blocked`, `failed` or `client_closed`.
+    pub outcome: &'static str,
+    pub error_code: Option<String>,
 }
 
 impl Trail {
@@ -39,13 +48,12 @@ impl Trail {
             team: None,
             model: None,
             stream: false,
-            status: 0,
-            error_code: None,
             upstream_ms: None,
             prompt_tokens: 0,
             completion_tokens: 0,
             cached_tokens: 0,
             cost_micros: 0,
+            usage_estimated: false,
         }
     }
 
@@ -61,38 +69,27 @@ impl Trail {
         self.user = Some(p.end_user.clone().unwrap_or_else(|| p.user.clone()));
     }
 
-    /// Records real usage and its cost.
-    pub fn usage(&mut self, u: Option<&Usage>, books: &Books, model: &str) {
-        if let Some(u) = u {
-            self.prompt_tokens = u.prompt_tokens;
-            self.completion_tokens = u.completion_tokens;
-            self.cached_tokens = u.cached_tokens;
-            self.cost_micros = books.cost_micros(model, u).unwrap_or(0);
-        }
+    /// Records the usage booked and its cost.
+    pub fn usage(&mut self, u: &Usage, cost_micros: i64, estimated: bool) {
+        self.prompt_tokens = u.prompt_tokens;
+        self.completion_tokens = u.completion_tokens;
+        self.cached_tokens = u.cached_tokens;
+        self.cost_micros = cost_micros;
+        self.usage_estimated = estimated;
     }
 
-    /// The record to store.
-    pub fn into_record(self, ctx: &Context, error: Option<&ApiError>) -> AuditRecord {
-        let outcomes: Vec<Outcome> = ctx.outcomes().collect();
-        let outcome = if self.status >= 400 || error.is_some() {
-            if (400..500).contains(&self.status) && self.upstream_ms.is_none() {
-                "blocked"
-            } else {
-                "failed"
-            }
-        } else if outcomes.iter().any(|o| {
+    /// Whether some guard flagged the request (or would have acted, in monitor mode).
+    pub fn flagged(ctx: &Context) -> bool {
+        ctx.outcomes().any(|o| {
             matches!(
                 o,
                 Outcome::Flag | Outcome::WouldBlock | Outcome::WouldTransform
             )
-        }) {
-            "flagged"
-        } else {
-            "allowed"
-        };
-        let error_code = self
-            .error_code
-            .or_else(|| error.and_then(|e| e.code.clone()));
+        })
+    }
+
+    /// The record to store.
+    pub fn into_record(self, ctx: &Context, verdict: Verdict) -> AuditRecord {
         AuditRecord {
             request_id: self.request_id,
             time: portcullis_store::now_ms(),
@@ -101,9 +98,9 @@ impl Trail {
             team: self.team,
             model: self.model,
             route: Some(self.route.to_owned()),
-            status: self.status as i32,
-            outcome: outcome.to_owned(),
-            error_code,
+            status: i32::from(verdict.status),
+            outcome: verdict.outcome.to_owned(),
+            error_code: verdict.error_code,
             prompt_tokens: self.prompt_tokens as i64,
             completion_tokens: self.completion_tokens as i64,
             cached_tokens: self.cached_tokens as i64,

@@ -1,10 +1,18 @@
 //! Who is calling: the gateway key on a request, checked against the store (hashed,
-//! constant-time, briefly cached there), and the principal a request is charged to.
+//! constant-time, briefly cached there), the principal a request is charged to, and a brake on
+//! clients that keep presenting bad keys.
 
 use crate::metrics::Metrics;
 use axum::http::HeaderMap;
 use portcullis_core::{ApiError, Principal};
 use portcullis_store::Store;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// The longest end-user name a service key may put in `user` (bytes).
+pub const MAX_END_USER: usize = 128;
 
 /// The authenticated gateway key behind a request.
 #[derive(Debug, Clone)]
@@ -19,20 +27,88 @@ pub struct Caller {
 }
 
 impl Caller {
-    /// Whom the request is charged to: the key's user, or the end user a service key names.
-    pub fn principal(&self, end_user: Option<&str>) -> Principal {
-        Principal {
+    /// Whom the request is charged to: the key's user, or the end user a service key names in
+    /// `user`. A service key's end users live in the key's own namespace (`<key id>/<user>`),
+    /// so a key naming "alice" spends its own end user's limits, never the real user alice's.
+    pub fn principal(&self, end_user: Option<&str>) -> Result<Principal, ApiError> {
+        let end_user = match end_user.filter(|u| self.service && !u.is_empty()) {
+            Some(u) if u.len() > MAX_END_USER || u.chars().any(char::is_control) => {
+                return Err(ApiError::invalid_request(format!(
+                    "'user' must be at most {MAX_END_USER} bytes of printable text."
+                ))
+                .with_param("user"));
+            }
+            Some(u) => Some(format!("{}/{u}", self.key_id)),
+            None => None,
+        };
+        Ok(Principal {
             key_id: self.key_id.clone(),
             user: self.user.clone(),
             team: self.team.clone(),
             policy: None,
-            end_user: if self.service {
-                end_user.filter(|u| !u.is_empty()).map(str::to_owned)
-            } else {
-                None
-            },
+            end_user,
+        })
+    }
+}
+
+/// Failed authentications per client address over a sliding minute: past the limit, a client
+/// is refused before its key is looked up, so a flood of bogus keys never reaches the store.
+pub struct FailedAuths {
+    per_minute: u32,
+    seen: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+}
+
+/// Addresses tracked at most; beyond this the oldest windows are forgotten.
+const MAX_ADDRESSES: usize = 65_536;
+
+impl FailedAuths {
+    /// A brake allowing `per_minute` failures per address (0: off).
+    pub fn new(per_minute: u32) -> Self {
+        FailedAuths {
+            per_minute,
+            seen: Mutex::new(HashMap::new()),
         }
     }
+
+    /// Whether `addr` is over its limit at `now`.
+    pub fn blocked(&self, addr: IpAddr, now: Instant) -> bool {
+        if self.per_minute == 0 {
+            return false;
+        }
+        self.seen.lock().is_ok_and(|m| {
+            m.get(&addr).is_some_and(|(start, n)| {
+                now.duration_since(*start) < Duration::from_secs(60) && *n >= self.per_minute
+            })
+        })
+    }
+
+    /// Counts one failure by `addr` at `now`.
+    pub fn failed(&self, addr: IpAddr, now: Instant) {
+        if self.per_minute == 0 {
+            return;
+        }
+        if let Ok(mut m) = self.seen.lock() {
+            if m.len() >= MAX_ADDRESSES && !m.contains_key(&addr) {
+                m.retain(|_, (start, _)| now.duration_since(*start) < Duration::from_secs(60));
+                if m.len() >= MAX_ADDRESSES {
+                    return;
+                }
+            }
+            let e = m.entry(addr).or_insert((now, 0));
+            if now.duration_since(e.0) >= Duration::from_secs(60) {
+                *e = (now, 0);
+            }
+            e.1 = e.1.saturating_add(1);
+        }
+    }
+}
+
+/// The refusal for an address over its failed-authentication limit.
+pub fn too_many_failures() -> ApiError {
+    ApiError::rate_limited(
+        "Too many failed authentications from this address; wait a minute and use a valid gateway key.",
+    )
+    .with_code("too_many_failed_authentications")
 }
 
 /// Checks the gateway key on a request.
@@ -77,5 +153,48 @@ pub async fn authenticate(
                 "The gateway cannot check API keys right now; try again shortly.",
             ))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caller(service: bool) -> Caller {
+        Caller {
+            key_id: "key_1".into(),
+            user: "svc".into(),
+            team: None,
+            service,
+            limits: serde_json::Value::Null,
+        }
+    }
+
+    #[test]
+    fn a_service_keys_end_users_live_in_its_own_namespace() {
+        let p = caller(true).principal(Some("alice")).unwrap();
+        assert_eq!(p.end_user.as_deref(), Some("key_1/alice"));
+        let p = caller(false).principal(Some("alice")).unwrap();
+        assert_eq!(p.end_user, None, "an ordinary key cannot name an end user");
+        let long = "a".repeat(MAX_END_USER + 1);
+        let e = caller(true).principal(Some(&long)).unwrap_err();
+        assert_eq!((e.status, e.param.as_deref()), (400, Some("user")));
+        assert!(caller(true).principal(Some("bob\n")).is_err());
+    }
+
+    #[test]
+    fn an_address_is_braked_after_its_failures_for_a_minute() {
+        let f = FailedAuths::new(3);
+        let a: IpAddr = [10, 0, 0, 1].into();
+        let b: IpAddr = [10, 0, 0, 2].into();
+        let t = Instant::now();
+        for _ in 0..3 {
+            assert!(!f.blocked(a, t));
+            f.failed(a, t);
+        }
+        assert!(f.blocked(a, t));
+        assert!(!f.blocked(b, t), "other addresses are not affected");
+        assert!(!f.blocked(a, t + Duration::from_secs(61)));
+        assert!(!FailedAuths::new(0).blocked(a, t));
     }
 }

@@ -1,10 +1,14 @@
 //! The books: admission (rate, tokens, concurrency, money) before the upstream call, and
-//! reconciliation with real usage after it — the "denial of wallet" defence.
+//! reconciliation with what was really spent after it — the "denial of wallet" defence.
+//!
+//! Admission returns a [`Ticket`]: settle it with the request's [`Spend`], or drop it and it
+//! gives its reservation and budget hold back by itself, so no ending of a request — a client
+//! that hangs up, a panic in a stream task — can leak a parallel slot or a budget hold.
 
 use crate::auth::Caller;
 use crate::config::{LimitsConfig, Policy};
 use crate::metrics::Metrics;
-use portcullis_core::{ApiError, ChatRequest, Principal, Usage, tokens};
+use portcullis_core::{ApiError, Principal, Usage};
 use portcullis_limits::{
     Admission, BudgetWindow, Decision, Limiter, Limits, Money, Pricing, Reservation,
 };
@@ -12,14 +16,78 @@ use portcullis_store::{SpendEntry, SpendScope, Store};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-/// What admission granted; settle or release it exactly once.
-#[derive(Debug, Default)]
+/// What a request asks of the books: its model, and the tokens it may use at most.
+#[derive(Debug, Clone, Copy)]
+pub struct Claim<'a> {
+    pub model: &'a str,
+    pub request_id: &'a str,
+    /// Prompt tokens as the model's tokenizer counts them.
+    pub prompt_tokens: u64,
+    /// The output ceiling over every choice (`max_tokens` × `n`), or 0 for an embedding.
+    pub output_tokens: u64,
+}
+
+/// What a request really consumed, as far as the gateway can know.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum Spend {
+    /// Nothing reached a model (refused before the call, connection failed, error answer).
+    #[default]
+    Nothing,
+    /// The provider reported it.
+    Reported(Usage),
+    /// Counted by the gateway (prompt by the tokenizer, output as received): the stream ended
+    /// early or the provider sent no usage.
+    Estimated(Usage),
+    /// Nothing can be known (the call may have run): the reservation is booked.
+    Unknown,
+}
+
+impl Spend {
+    /// What a failed upstream call spent: nothing when it never reached the provider, else
+    /// unknown (the provider may have generated before the connection broke).
+    pub fn of_failure(e: &ApiError) -> Spend {
+        if e.code.as_deref() == Some("upstream_unreachable") {
+            Spend::Nothing
+        } else {
+            Spend::Unknown
+        }
+    }
+
+    /// Whether the figures are the gateway's estimate rather than the provider's report.
+    pub fn estimated(&self) -> bool {
+        matches!(self, Spend::Estimated(_) | Spend::Unknown)
+    }
+}
+
+/// The in-flight worst cases of budgeted requests, per budget scope.
+type Holds = Arc<Mutex<HashMap<String, Money>>>;
+
+/// What admission granted. Settle it once with [`Books::settle`]; dropped unsettled, it
+/// releases itself.
+#[derive(Default)]
 pub struct Ticket {
     headers: Vec<(&'static str, String)>,
     reservation: Option<Reservation>,
+    limiter: Option<Arc<dyn Limiter>>,
     /// Budget scopes holding this request's worst-case cost while it runs.
     held: Vec<(String, Money)>,
+    holds: Option<Holds>,
     charge: Option<Charge>,
+    /// Prompt tokens counted at admission.
+    pub prompt_tokens: u64,
+    /// The output ceiling reserved at admission.
+    pub output_tokens: u64,
+}
+
+impl std::fmt::Debug for Ticket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ticket")
+            .field("reservation", &self.reservation)
+            .field("held", &self.held)
+            .field("prompt_tokens", &self.prompt_tokens)
+            .field("output_tokens", &self.output_tokens)
+            .finish()
+    }
 }
 
 /// Whom a request's spend is booked to.
@@ -35,6 +103,37 @@ impl Ticket {
     /// The `x-ratelimit-*` headers to send with the answer.
     pub fn headers(&self) -> Vec<(&'static str, String)> {
         self.headers.clone()
+    }
+
+    /// Gives the budget holds back (synchronous: the holds live in this process).
+    fn unhold(&mut self) {
+        if let Some(holds) = &self.holds
+            && let Ok(mut f) = holds.lock()
+        {
+            for (id, amount) in self.held.drain(..) {
+                if let Some(v) = f.get_mut(&id) {
+                    *v = v.saturating_sub(amount);
+                    if *v <= 0 {
+                        f.remove(&id);
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.unhold();
+        if let (Some(r), Some(limiter)) = (self.reservation.take(), self.limiter.clone())
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            rt.spawn(async move {
+                if let Err(e) = limiter.release(&r).await {
+                    tracing::warn!(error = %e, "could not release a rate-limit reservation");
+                }
+            });
+        }
     }
 }
 
@@ -61,7 +160,7 @@ pub struct Books {
     config: LimitsConfig,
     store: Store,
     metrics: Arc<Metrics>,
-    in_flight: Mutex<HashMap<String, Money>>,
+    in_flight: Holds,
     soft_alerted: Mutex<HashSet<String>>,
 }
 
@@ -74,6 +173,11 @@ struct BudgetScope {
 
 fn usd(v: Option<f64>) -> Option<Money> {
     v.map(|x| (x * 1_000_000.0).round() as Money)
+}
+
+/// Whole seconds to wait, rounded up: a client that waits exactly this long is admitted.
+pub fn retry_after_secs(d: std::time::Duration) -> u64 {
+    d.as_millis().div_ceil(1000).max(1) as u64
 }
 
 impl Books {
@@ -91,7 +195,7 @@ impl Books {
             config,
             store,
             metrics,
-            in_flight: Mutex::new(HashMap::new()),
+            in_flight: Arc::new(Mutex::new(HashMap::new())),
             soft_alerted: Mutex::new(HashSet::new()),
         }
     }
@@ -99,6 +203,11 @@ impl Books {
     /// Whether the limits backend answers.
     pub async fn ping(&self) -> Result<(), String> {
         self.limiter.ping().await.map_err(|e| e.to_string())
+    }
+
+    /// Output tokens a request without `max_tokens` may use, for the reservation.
+    pub fn default_max_tokens(&self) -> u64 {
+        self.config.default_max_tokens
     }
 
     /// The scopes a request is charged to, with their policies.
@@ -111,12 +220,14 @@ impl Books {
             SpendScope::Key(caller.key_id.clone()),
             key_policy.or(&c.per_key),
         )];
-        let user_policy = c
-            .users
-            .get(&user)
-            .cloned()
-            .unwrap_or_default()
-            .or(&c.per_user);
+        // A service key's end users are named `<key>/<user>` and never match a configured
+        // user section: they cannot spend a real user's limits.
+        let user_policy = if p.end_user.is_some() {
+            Policy::default()
+        } else {
+            c.users.get(&user).cloned().unwrap_or_default()
+        }
+        .or(&c.per_user);
         out.push((format!("user:{user}"), SpendScope::User(user), user_policy));
         if let Some(t) = &p.team {
             let tp = c.teams.get(t).cloned().unwrap_or_default();
@@ -132,11 +243,10 @@ impl Books {
         &self,
         caller: &Caller,
         principal: &Principal,
-        req: &ChatRequest,
-        request_id: &str,
+        claim: Claim<'_>,
     ) -> Result<Ticket, Refusal> {
         let charge = Charge {
-            request_id: request_id.to_owned(),
+            request_id: claim.request_id.to_owned(),
             key_id: caller.key_id.clone(),
             user: principal
                 .end_user
@@ -144,32 +254,25 @@ impl Books {
                 .unwrap_or_else(|| principal.user.clone()),
             team: principal.team.clone(),
         };
-        let Some(_) = self.pricing.price(&req.model) else {
+        let Some(_) = self.pricing.price(claim.model) else {
             return Err(ApiError::policy(
                 "model_not_priced",
                 format!(
                     "The model '{}' has no price in this gateway's table and policy refuses unpriced models.",
-                    req.model
+                    claim.model
                 ),
             )
             .with_param("model")
             .into());
         };
+        let mut ticket = Ticket::default();
+        ticket.charge = Some(charge);
+        ticket.prompt_tokens = claim.prompt_tokens;
+        ticket.output_tokens = claim.output_tokens;
         let scopes = self.scopes(caller, principal);
         if scopes.is_empty() {
-            return Ok(Ticket {
-                charge: Some(charge),
-                ..Ticket::default()
-            });
+            return Ok(ticket);
         }
-        let prompt = tokens::count_prompt(req);
-        let output = req
-            .max_output_tokens()
-            .unwrap_or(self.config.default_max_tokens);
-        let mut ticket = Ticket {
-            charge: Some(charge),
-            ..Ticket::default()
-        };
         // Money first: a request that would break a budget is refused before it costs anything.
         let budgets: Vec<BudgetScope> = scopes
             .iter()
@@ -184,15 +287,17 @@ impl Books {
         if !budgets.is_empty() {
             let worst = self
                 .pricing
-                .worst_case(&req.model, prompt, output)
+                .worst_case(claim.model, claim.prompt_tokens, claim.output_tokens)
                 .unwrap_or(0);
             self.check_budgets(&budgets, worst).await?;
             if let Ok(mut f) = self.in_flight.lock() {
                 for b in &budgets {
-                    *f.entry(b.id.clone()).or_default() += worst;
+                    let v = f.entry(b.id.clone()).or_default();
+                    *v = v.saturating_add(worst);
                     ticket.held.push((b.id.clone(), worst));
                 }
             }
+            ticket.holds = Some(self.in_flight.clone());
         }
         let limits: Vec<(String, Limits)> = scopes
             .iter()
@@ -204,7 +309,7 @@ impl Books {
         }
         let admission = Admission {
             scopes: limits,
-            tokens: prompt + output,
+            tokens: claim.prompt_tokens.saturating_add(claim.output_tokens),
         };
         match self.limiter.admit(&admission).await {
             Ok(Decision::Admitted(r, head)) => {
@@ -216,12 +321,12 @@ impl Books {
                 }
                 ticket.headers = head.headers();
                 ticket.reservation = Some(r);
+                ticket.limiter = Some(self.limiter.clone());
                 Ok(ticket)
             }
             Ok(Decision::Refused(f)) => {
-                self.unhold(&mut ticket);
                 let mut headers = f.headroom.headers();
-                headers.push(("retry-after", f.retry_after.as_secs().max(1).to_string()));
+                headers.push(("retry-after", retry_after_secs(f.retry_after).to_string()));
                 headers.push(("retry-after-ms", f.retry_after.as_millis().to_string()));
                 Err(Refusal {
                     error: ApiError::rate_limited(f.message()),
@@ -229,7 +334,6 @@ impl Books {
                 })
             }
             Err(e) => {
-                self.unhold(&mut ticket);
                 self.metrics.alert(
                     "limits_backend_down",
                     &format!("limits backend unreachable; refusing (fail_closed): {e}"),
@@ -245,17 +349,19 @@ impl Books {
 
     async fn check_budgets(&self, budgets: &[BudgetScope], worst: Money) -> Result<(), Refusal> {
         let now = portcullis_store::now_ms();
-        let day = BudgetWindow::Day.period(now).start_ms;
-        let month = BudgetWindow::Month.period(now).start_ms;
         for b in budgets {
             let in_flight = self
                 .in_flight
                 .lock()
                 .map(|f| f.get(&b.id).copied().unwrap_or(0))
                 .unwrap_or(0);
-            for (limit, since, period) in [(b.daily, day, "daily"), (b.monthly, month, "monthly")] {
+            for (limit, window) in [
+                (b.daily, BudgetWindow::Day),
+                (b.monthly, BudgetWindow::Month),
+            ] {
                 let Some(limit) = limit else { continue };
-                let spent = match self.store.spend_total(&b.scope, since).await {
+                let period = window.period(now);
+                let spent = match self.store.spend_total(&b.scope, period.start_ms).await {
                     Ok(s) => s,
                     Err(e) => {
                         self.metrics
@@ -270,19 +376,29 @@ impl Books {
                         continue;
                     }
                 };
-                if spent + in_flight + worst > limit {
-                    return Err(ApiError::insufficient_quota(format!(
-                        "The {period} budget of ${:.2} for '{}' would be exceeded (spent ${:.4}, this request may cost up to ${:.4}).",
-                        limit as f64 / 1e6,
-                        b.id,
-                        (spent + in_flight) as f64 / 1e6,
-                        worst as f64 / 1e6
-                    ))
-                    .into());
+                let committed = spent.saturating_add(in_flight).saturating_add(worst);
+                let name = match window {
+                    BudgetWindow::Day => "daily",
+                    BudgetWindow::Month => "monthly",
+                };
+                if committed > limit {
+                    let resets = std::time::Duration::from_millis(
+                        period.end_ms.saturating_sub(now).max(0) as u64,
+                    );
+                    return Err(Refusal {
+                        error: ApiError::insufficient_quota(format!(
+                            "The {name} budget of ${:.2} for '{}' would be exceeded (spent ${:.4}, this request may cost up to ${:.4}).",
+                            limit as f64 / 1e6,
+                            b.id,
+                            (spent.saturating_add(in_flight)) as f64 / 1e6,
+                            worst as f64 / 1e6
+                        )),
+                        headers: vec![("retry-after", retry_after_secs(resets).to_string())],
+                    });
                 }
                 let soft = (limit as f64 * self.config.soft_budget) as Money;
-                if spent + in_flight + worst >= soft {
-                    let mark = format!("{}:{period}:{since}", b.id);
+                if committed >= soft {
+                    let mark = format!("{}:{name}:{}", b.id, period.key);
                     let first = self
                         .soft_alerted
                         .lock()
@@ -292,9 +408,9 @@ impl Books {
                         self.metrics.alert(
                             "budget_soft_limit",
                             &format!(
-                                "'{}' has used {:.0} % of its {period} budget",
+                                "'{}' has used {:.0} % of its {name} budget",
                                 b.id,
-                                (spent + in_flight + worst) as f64 * 100.0 / limit as f64
+                                committed as f64 * 100.0 / limit as f64
                             ),
                         );
                     }
@@ -304,24 +420,27 @@ impl Books {
         Ok(())
     }
 
-    fn unhold(&self, ticket: &mut Ticket) {
-        if let Ok(mut f) = self.in_flight.lock() {
-            for (id, amount) in ticket.held.drain(..) {
-                if let Some(v) = f.get_mut(&id) {
-                    *v -= amount;
-                    if *v <= 0 {
-                        f.remove(&id);
-                    }
-                }
-            }
+    /// The usage a spend books: the provider's report, the gateway's count, or — when nothing
+    /// can be known — the whole reservation.
+    pub fn usage_of(ticket: &Ticket, spend: &Spend) -> Option<Usage> {
+        match spend {
+            Spend::Nothing => None,
+            Spend::Reported(u) | Spend::Estimated(u) => Some(*u),
+            Spend::Unknown => Some(Usage {
+                prompt_tokens: ticket.prompt_tokens,
+                completion_tokens: ticket.output_tokens,
+                total_tokens: ticket.prompt_tokens.saturating_add(ticket.output_tokens),
+                cached_tokens: 0,
+            }),
         }
     }
 
     /// Reconciles a ticket with what the call really used, and books its cost.
-    pub async fn settle(&self, mut ticket: Ticket, model: &str, usage: Option<&Usage>) {
-        if let Some(r) = ticket.reservation.take() {
-            let actual = usage.map_or(r.tokens, |u| u.prompt_tokens + u.completion_tokens);
-            if let Err(e) = self.limiter.settle(&r, actual).await {
+    pub async fn settle(&self, mut ticket: Ticket, model: &str, spend: Spend) {
+        let usage = Books::usage_of(&ticket, &spend);
+        if let (Some(r), Some(limiter)) = (ticket.reservation.take(), ticket.limiter.take()) {
+            let actual = usage.map_or(0, |u| u.prompt_tokens.saturating_add(u.completion_tokens));
+            if let Err(e) = limiter.settle(&r, actual).await {
                 tracing::warn!(error = %e, "could not settle a rate-limit reservation");
             }
         }
@@ -329,7 +448,7 @@ impl Books {
         // booked here at once, so the next admission already sees it.
         let budgeted = !ticket.held.is_empty();
         if let (true, Some(u), Some(c)) = (budgeted, usage, ticket.charge.take()) {
-            let cost = self.cost_micros(model, u).unwrap_or(0);
+            let cost = self.cost_micros(model, &u).unwrap_or(0);
             let entry = SpendEntry {
                 request_id: c.request_id,
                 time_ms: portcullis_store::now_ms(),
@@ -346,17 +465,7 @@ impl Books {
                     .alert("ledger_unavailable", &format!("cannot record spend: {e}"));
             }
         }
-        self.unhold(&mut ticket);
-    }
-
-    /// Gives back a ticket whose call failed.
-    pub async fn release(&self, mut ticket: Ticket) {
-        if let Some(r) = ticket.reservation.take()
-            && let Err(e) = self.limiter.release(&r).await
-        {
-            tracing::warn!(error = %e, "could not release a rate-limit reservation");
-        }
-        self.unhold(&mut ticket);
+        ticket.unhold();
     }
 
     /// The cost of `usage` on `model`, in micro-dollars, when the model is priced.
@@ -367,5 +476,39 @@ impl Books {
             usage.cached_tokens,
             usage.completion_tokens,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn retry_after_rounds_up() {
+        assert_eq!(retry_after_secs(Duration::from_millis(60_500)), 61);
+        assert_eq!(retry_after_secs(Duration::from_millis(60_000)), 60);
+        assert_eq!(retry_after_secs(Duration::from_millis(1)), 1);
+        assert_eq!(retry_after_secs(Duration::ZERO), 1);
+    }
+
+    #[test]
+    fn a_spend_books_the_report_the_estimate_or_the_reservation() {
+        let mut t = Ticket::default();
+        t.prompt_tokens = 10;
+        t.output_tokens = 500;
+        let u = Usage {
+            prompt_tokens: 10,
+            completion_tokens: 7,
+            total_tokens: 17,
+            cached_tokens: 0,
+        };
+        assert_eq!(Books::usage_of(&t, &Spend::Nothing), None);
+        assert_eq!(Books::usage_of(&t, &Spend::Reported(u)), Some(u));
+        assert_eq!(Books::usage_of(&t, &Spend::Estimated(u)), Some(u));
+        let all = Books::usage_of(&t, &Spend::Unknown).unwrap();
+        assert_eq!((all.prompt_tokens, all.completion_tokens), (10, 500));
+        assert!(Spend::Unknown.estimated() && Spend::Estimated(u).estimated());
+        assert!(!Spend::Reported(u).estimated());
     }
 }

@@ -66,6 +66,20 @@ pub struct ServerConfig {
     pub listen: String,
     /// Largest request body accepted (bytes); bigger bodies get 413.
     pub max_body_bytes: usize,
+    /// Requests served at once (streams included); more wait up to `queue_ms`, then get 503.
+    pub max_in_flight: usize,
+    /// How long a request may wait for a place among those in flight, in milliseconds.
+    pub queue_ms: u64,
+    /// Longest a client may take to send its request headers, in seconds.
+    pub header_timeout_s: u64,
+    /// Longest a client may take to send its request body, in seconds.
+    pub body_timeout_s: u64,
+    /// Failed authentications one client address may make per minute before it is refused
+    /// without a key lookup (0 turns the check off).
+    pub failed_auth_per_minute: u32,
+    /// Request texts larger than this (bytes) are judged on the blocking pool, off the async
+    /// workers, so that a few huge requests cannot stall every other one.
+    pub offload_bytes: usize,
 }
 
 impl Default for ServerConfig {
@@ -73,6 +87,12 @@ impl Default for ServerConfig {
         ServerConfig {
             listen: "127.0.0.1:8787".into(),
             max_body_bytes: 4 * 1024 * 1024,
+            max_in_flight: 2048,
+            queue_ms: 1000,
+            header_timeout_s: 10,
+            body_timeout_s: 30,
+            failed_auth_per_minute: 30,
+            offload_bytes: 16 * 1024,
         }
     }
 }
@@ -91,6 +111,10 @@ pub struct UpstreamConfig {
     pub timeout_s: u64,
     /// Connection timeout in seconds.
     pub connect_timeout_s: u64,
+    /// A streamed answer with no new bytes for this long (seconds) is cut as stalled.
+    pub stream_idle_timeout_s: u64,
+    /// Largest whole (non-streamed) answer accepted from the provider, in bytes.
+    pub max_answer_bytes: usize,
 }
 
 impl Default for UpstreamConfig {
@@ -101,6 +125,8 @@ impl Default for UpstreamConfig {
             mock: false,
             timeout_s: 600,
             connect_timeout_s: 10,
+            stream_idle_timeout_s: 300,
+            max_answer_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -182,6 +208,9 @@ pub struct Policy {
     pub budget_daily_usd: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub budget_monthly_usd: Option<f64>,
+    /// Routes (`x-portcullis-route`) this scope may ask for; a route's policy only tightens.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub routes: Option<Vec<String>>,
 }
 
 impl Policy {
@@ -200,6 +229,7 @@ impl Policy {
             max_parallel: self.max_parallel.or(other.max_parallel),
             budget_daily_usd: self.budget_daily_usd.or(other.budget_daily_usd),
             budget_monthly_usd: self.budget_monthly_usd.or(other.budget_monthly_usd),
+            routes: self.routes.or_else(|| other.routes.clone()),
         }
     }
 

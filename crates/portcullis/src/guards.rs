@@ -3,7 +3,7 @@
 
 use crate::config::{Config, Section};
 use crate::upstream::Upstream;
-use portcullis_core::{Guard, Pipeline, Stage};
+use portcullis_core::{ApiError, ChatRequest, Context, Guard, Pipeline, Stage};
 use portcullis_guards::{ParamsGuard, SizeGuard};
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,8 +45,36 @@ pub fn warm_up() {
 
 /// The input and output stages `config` asks for.
 pub fn build(config: &Config, upstream: &Upstream) -> Result<Pipeline, BuildError> {
+    Ok(Pipeline::new(
+        input_stages(config, upstream, None)?,
+        output_stages(config, upstream)?,
+    ))
+}
+
+/// The guards that judge text sent to the provider without a chat around it (embedding and
+/// moderation input): size, and personal data and secrets — what may leave for the provider.
+/// Injection and moderation do not judge it: an embedding follows no instructions, and a
+/// moderation request exists to carry harmful text to a classifier.
+pub const TEXT_GUARDS: [&str; 2] = ["size", "pii"];
+
+/// The pipeline for embedding and moderation input: the configured [`TEXT_GUARDS`], in order.
+pub fn build_text(config: &Config, upstream: &Upstream) -> Result<Pipeline, BuildError> {
+    Ok(Pipeline::new(
+        input_stages(config, upstream, Some(&TEXT_GUARDS))?,
+        Vec::new(),
+    ))
+}
+
+fn input_stages(
+    config: &Config,
+    upstream: &Upstream,
+    only: Option<&[&str]>,
+) -> Result<Vec<Stage>, BuildError> {
     let mut input = Vec::new();
     for name in &config.pipeline.input {
+        if only.is_some_and(|o| !o.contains(&name.as_str())) {
+            continue;
+        }
         let s = match name.as_str() {
             "size" => Some(stage(
                 &config.size,
@@ -80,6 +108,10 @@ pub fn build(config: &Config, upstream: &Upstream) -> Result<Pipeline, BuildErro
         };
         input.extend(s);
     }
+    Ok(input)
+}
+
+fn output_stages(config: &Config, upstream: &Upstream) -> Result<Vec<Stage>, BuildError> {
     let mut output = Vec::new();
     for name in &config.pipeline.output {
         let s = match name.as_str() {
@@ -95,7 +127,7 @@ pub fn build(config: &Config, upstream: &Upstream) -> Result<Pipeline, BuildErro
         };
         output.extend(s);
     }
-    Ok(Pipeline::new(input, output))
+    Ok(output)
 }
 
 fn pii(config: &Config) -> Result<Stage, BuildError> {
@@ -124,4 +156,48 @@ fn moderation(config: &Config, upstream: &Upstream) -> Result<Stage, BuildError>
         &config.moderation,
         Arc::new(ModerationGuard::new(c, provider)),
     ))
+}
+
+/// Runs the input stages over `req`. Small requests are judged here; a request whose text is
+/// over `offload_bytes` is judged on the blocking pool (at most `heavy`'s permits at once), so
+/// a few huge requests cannot starve the async workers that every other request — and
+/// `/readyz` — need.
+pub async fn run_input(
+    pipeline: &Arc<Pipeline>,
+    heavy: &Arc<tokio::sync::Semaphore>,
+    offload_bytes: usize,
+    mut req: ChatRequest,
+    ctx: &mut Context,
+) -> (ChatRequest, Result<(), ApiError>) {
+    let bytes: usize = req.segments().iter().map(|s| s.text.len()).sum();
+    if bytes <= offload_bytes {
+        let r = pipeline.run_input(&mut req, ctx).await;
+        return (req, r);
+    }
+    let Ok(permit) = heavy.clone().acquire_owned().await else {
+        let r = pipeline.run_input(&mut req, ctx).await;
+        return (req, r);
+    };
+    let pipeline = pipeline.clone();
+    let rt = tokio::runtime::Handle::current();
+    let mut owned = std::mem::replace(
+        ctx,
+        Context::new(ctx.request_id.clone(), ctx.principal.clone()),
+    );
+    let joined = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        let r = rt.block_on(pipeline.run_input(&mut req, &mut owned));
+        (req, owned, r)
+    })
+    .await;
+    match joined {
+        Ok((req, owned, r)) => {
+            *ctx = owned;
+            (req, r)
+        }
+        Err(e) => (
+            ChatRequest::default(),
+            Err(ApiError::internal(format!("A guard failed: {e}"))),
+        ),
+    }
 }

@@ -1,32 +1,231 @@
-//! How a request ends: refused before or by the guards, failed after admission, or answered —
-//! each ending writes the request's one audit record and counts it in the metrics.
+//! The request lifecycle: one [`Exchange`] per request, opened at the door and finished exactly
+//! once — answered, refused, failed, abandoned by the client, or cut short by a panic. Finishing
+//! settles the admission ticket with what was really spent and writes the one audit record;
+//! an exchange dropped unfinished (its handler future dropped because the client hung up, or a
+//! stream task that panicked) finishes itself in `Drop`, so no ending can escape the books.
+//! Pingora's `logging` phase is the model: one hook, whatever happened before it.
 
 use crate::app::App;
-use crate::audit::Trail;
-use crate::http::error_response;
+use crate::audit::{Trail, Verdict};
+use crate::auth::Caller;
+use crate::books::{Books, Spend, Ticket};
+use crate::http::{WithHeaders, error_response};
 use axum::response::Response;
 use portcullis_core::{ApiError, Context, Principal};
+use std::sync::{Arc, Mutex};
+use tokio::sync::OwnedSemaphorePermit;
 
-/// Refuses a request before any guard ran.
-pub fn refuse(app: &App, trail: Trail, e: ApiError) -> Response {
-    let ctx = Context::new(trail.request_id.clone(), Principal::default());
-    refuse_with(app, trail, e, &ctx)
+/// How a request ended.
+#[derive(Debug)]
+pub enum Ending {
+    /// An answer went out with this status (a pass-through error status included).
+    Answered(u16),
+    /// Refused before the upstream call: authentication, parsing, a guard, admission.
+    Refused(ApiError),
+    /// Failed after admission: the upstream, or an output guard, or the gateway itself.
+    Failed(ApiError),
+    /// The client went away before the answer was complete.
+    ClientClosed,
+    /// The task serving the request panicked.
+    Panicked,
 }
 
-/// Refuses a request, recording the guards' verdicts so far.
-pub fn refuse_with(app: &App, mut trail: Trail, e: ApiError, ctx: &Context) -> Response {
-    trail.status = e.status;
-    finish(app, trail, ctx, Some(&e));
-    error_response(&e)
+/// One request from the door to its audit record.
+pub struct Exchange {
+    app: Arc<App>,
+    pub trail: Trail,
+    /// The guards' context: principal, nonce, pseudonym vault, the trace of verdicts.
+    pub ctx: Context,
+    caller: Option<Caller>,
+    ticket: Option<Ticket>,
+    spend: Spend,
+    /// A place in the gateway's bounded set of requests in flight, held until the end.
+    permit: Option<OwnedSemaphorePermit>,
+    finished: bool,
 }
 
-/// Ends a request that failed after it was admitted (upstream down, timeout).
-pub fn fail_with(app: &App, trail: Trail, e: ApiError, ctx: &Context) -> Response {
-    refuse_with(app, trail, e, ctx)
+impl Exchange {
+    /// Opens the exchange of a request that just arrived on `route`.
+    pub fn new(app: Arc<App>, request_id: String, route: &'static str) -> Exchange {
+        let ctx = Context::new(request_id.clone(), Principal::default());
+        Exchange {
+            app,
+            trail: Trail::new(request_id, route),
+            ctx,
+            caller: None,
+            ticket: None,
+            spend: Spend::Nothing,
+            permit: None,
+            finished: false,
+        }
+    }
+
+    /// The shared gateway this request runs in.
+    pub fn app(&self) -> &Arc<App> {
+        &self.app
+    }
+
+    /// Holds a place among the requests in flight until the exchange ends.
+    pub fn hold(&mut self, permit: OwnedSemaphorePermit) {
+        self.permit = Some(permit);
+    }
+
+    /// Records the authenticated caller.
+    pub fn caller(&mut self, c: &Caller) {
+        self.trail.caller(c);
+        if let Ok(p) = c.principal(None) {
+            self.ctx.principal = p;
+        }
+        self.caller = Some(c.clone());
+    }
+
+    /// The authenticated caller (set at the door for every API route).
+    pub fn authenticated(&self) -> Option<&Caller> {
+        self.caller.as_ref()
+    }
+
+    /// Records whom the request is charged to.
+    pub fn principal(&mut self, p: Principal) {
+        self.trail.principal(&p);
+        self.ctx.principal = p;
+    }
+
+    /// Keeps the admission ticket until the end.
+    pub fn admitted(&mut self, t: Ticket) {
+        self.ticket = Some(t);
+    }
+
+    /// The `x-ratelimit-*` headers of the admission, if any.
+    pub fn rate_headers(&self) -> Vec<(&'static str, String)> {
+        self.ticket
+            .as_ref()
+            .map(Ticket::headers)
+            .unwrap_or_default()
+    }
+
+    /// The output ceiling reserved at admission (0 before admission).
+    pub fn reserved_output(&self) -> u64 {
+        self.ticket.as_ref().map_or(0, |t| t.output_tokens)
+    }
+
+    /// Records what the request consumed so far (the last word wins).
+    pub fn spent(&mut self, s: Spend) {
+        self.spend = s;
+    }
+
+    /// Ends the request with a refusal (before the upstream call) and returns its response.
+    pub fn refuse(self, e: ApiError) -> Response {
+        let resp = error_response(&e).with_headers(self.rate_headers());
+        self.finish(Ending::Refused(e));
+        resp
+    }
+
+    /// Ends the request with a failure after admission and returns its response.
+    pub fn fail(self, e: ApiError) -> Response {
+        let resp = error_response(&e).with_headers(self.rate_headers());
+        self.finish(Ending::Failed(e));
+        resp
+    }
+
+    /// Drops a request that is no API request at all — an unknown URL without a valid key —
+    /// with no audit record (scanners knock on every door; their noise is not the log's).
+    pub fn dismiss(mut self) {
+        self.finished = true;
+        self.permit.take();
+    }
+
+    /// Ends the request.
+    pub fn finish(mut self, ending: Ending) {
+        self.conclude(ending);
+    }
+
+    /// The one place a request ends: books, metrics, alerts, audit.
+    fn conclude(&mut self, ending: Ending) {
+        if self.finished {
+            return;
+        }
+        self.finished = true;
+        let app = self.app.clone();
+        let model = self.trail.model.clone().unwrap_or_default();
+        let spend = self.spend;
+        if let Some(ticket) = self.ticket.take() {
+            if let Some(u) = Books::usage_of(&ticket, &spend) {
+                let cost = app.books.cost_micros(&model, &u).unwrap_or(0);
+                self.trail.usage(&u, cost, spend.estimated());
+            }
+            // Settling talks to the limiter and the ledger: off this (possibly dropping) path.
+            let books_app = app.clone();
+            match tokio::runtime::Handle::try_current() {
+                Ok(rt) => {
+                    rt.spawn(async move { books_app.books.settle(ticket, &model, spend).await });
+                }
+                Err(_) => drop(ticket),
+            }
+        }
+        let verdict = self.verdict(&ending);
+        let trail = std::mem::replace(&mut self.trail, Trail::new(String::new(), ""));
+        record(&app, trail, &self.ctx, verdict);
+        self.permit.take();
+    }
+
+    fn verdict(&self, ending: &Ending) -> Verdict {
+        match ending {
+            Ending::Answered(status) => Verdict {
+                status: *status,
+                outcome: if *status >= 500 || (*status >= 400 && self.trail.upstream_ms.is_some()) {
+                    "failed"
+                } else if *status >= 400 {
+                    "blocked"
+                } else if Trail::flagged(&self.ctx) {
+                    "flagged"
+                } else {
+                    "allowed"
+                },
+                error_code: None,
+            },
+            Ending::Refused(e) => Verdict {
+                status: e.status,
+                outcome: if e.status >= 500 { "failed" } else { "blocked" },
+                error_code: e.code.clone(),
+            },
+            Ending::Failed(e) => Verdict {
+                status: e.status,
+                outcome: if (400..500).contains(&e.status) {
+                    "blocked"
+                } else {
+                    "failed"
+                },
+                error_code: e.code.clone(),
+            },
+            Ending::ClientClosed => Verdict {
+                status: 499,
+                outcome: "client_closed",
+                error_code: Some("client_closed".into()),
+            },
+            Ending::Panicked => Verdict {
+                status: 500,
+                outcome: "failed",
+                error_code: Some("internal_error".into()),
+            },
+        }
+    }
 }
 
-/// Writes the request's one audit record.
-pub fn finish(app: &App, trail: Trail, ctx: &Context, error: Option<&ApiError>) {
+impl Drop for Exchange {
+    fn drop(&mut self) {
+        if !self.finished {
+            let ending = if std::thread::panicking() {
+                Ending::Panicked
+            } else {
+                Ending::ClientClosed
+            };
+            self.conclude(ending);
+        }
+    }
+}
+
+/// Counts the request in the metrics, raises the per-user flag alert, and submits its record.
+fn record(app: &App, trail: Trail, ctx: &Context, verdict: Verdict) {
     let m = &app.metrics;
     m.latency.observe(trail.started.elapsed().as_secs_f64());
     if let Some(ms) = trail.upstream_ms {
@@ -51,7 +250,7 @@ pub fn finish(app: &App, trail: Trail, ctx: &Context, error: Option<&ApiError>) 
             ),
         );
     }
-    let record = trail.into_record(ctx, error);
+    let record = trail.into_record(ctx, verdict);
     m.requests
         .get_or_create(&crate::metrics::RequestLabels {
             route: record.route.clone().unwrap_or_default(),
@@ -74,4 +273,21 @@ pub fn finish(app: &App, trail: Trail, ctx: &Context, error: Option<&ApiError>) 
         m.cost_micros.inc_by(record.cost_micros as u64);
     }
     app.audit.submit(record);
+}
+
+/// Where the door leaves a request's exchange for its handler to take; whatever is left when
+/// the handler returns (a route that never took it) is finished by the door.
+#[derive(Clone, Default)]
+pub struct Slot(Arc<Mutex<Option<Exchange>>>);
+
+impl Slot {
+    /// A slot holding `ex`.
+    pub fn new(ex: Exchange) -> Slot {
+        Slot(Arc::new(Mutex::new(Some(ex))))
+    }
+
+    /// Takes the exchange out (once).
+    pub fn take(&self) -> Option<Exchange> {
+        self.0.lock().ok().and_then(|mut g| g.take())
+    }
 }

@@ -136,6 +136,8 @@ preset = "conservative"
 max = 1.0
 [params.routes.rag]
 pin_model = "gpt-4o-mini"
+[limits.teams.research]
+routes = ["rag"]
 """)
     def last_sent():
         return [r for r in upstream.requests() if r["path"] == "/v1/chat/completions"][-1]["body"]
@@ -145,7 +147,7 @@ pin_model = "gpt-4o-mini"
         model="gpt-4o", temperature=0.8, messages=[{"role": "user", "content": "team range"}])
     sent = last_sent()
     assert (sent["model"], sent["temperature"], sent["max_tokens"]) == ("gpt-4o", 0.8, 500)
-    # A route wins over the team and refines the default policy: model pinned, 0.3 ceiling.
+    # A route the team is granted refines the default policy: model pinned, 0.3 ceiling.
     client(gw).chat.completions.create(
         model="gpt-4o", temperature=0.8, messages=[{"role": "user", "content": "rag route"}],
         extra_headers={"x-portcullis-route": "rag"})

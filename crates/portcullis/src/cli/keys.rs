@@ -67,6 +67,9 @@ pub struct LimitArgs {
     /// Monthly budget in USD.
     #[arg(long)]
     budget_monthly: Option<f64>,
+    /// A route (`x-portcullis-route`) the key may use; repeat for several.
+    #[arg(long = "route")]
+    routes: Vec<String>,
 }
 
 impl LimitArgs {
@@ -79,6 +82,7 @@ impl LimitArgs {
             max_parallel: self.max_parallel,
             budget_daily_usd: self.budget_daily,
             budget_monthly_usd: self.budget_monthly,
+            routes: (!self.routes.is_empty()).then(|| self.routes.clone()),
         }
     }
 }

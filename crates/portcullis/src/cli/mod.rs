@@ -219,9 +219,9 @@ async fn serve(a: ServeArgs) -> Result<(), BoxError> {
     tracing::info!(%addr, upstream = %upstream_url, "portcullis listening");
     eprintln!("portcullis listening on http://{addr}/v1 (upstream {upstream_url})");
     let router = crate::server::router(app.clone());
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown())
-        .await?;
+    let header_timeout = std::time::Duration::from_secs(app.config.server.header_timeout_s.max(1));
+    let drain = std::time::Duration::from_secs(app.config.upstream.timeout_s.min(30));
+    crate::server::serve(listener, router, shutdown(), header_timeout, drain).await?;
     app.audit.close().await;
     Ok(())
 }

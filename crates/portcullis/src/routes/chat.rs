@@ -1,66 +1,93 @@
-//! `POST /v1/chat/completions`: authenticate, parse and bound, input guards, admission,
-//! the upstream call (streamed answers go to [`super::stream`]), output guards, books.
+//! `POST /v1/chat/completions`: read and bound the body, input guards, admission, then the
+//! upstream call and the answer in a task of their own — so a client that hangs up does not
+//! cut the provider's call short of being booked — and output guards (a streamed answer goes
+//! to [`super::stream`]).
 
-use crate::app::App;
-use crate::audit::Trail;
-use crate::http::{RequestId, WithHeaders, read_body};
-use crate::lifecycle;
-use crate::upstream::pass_error;
+use crate::books::{Claim, Spend};
+use crate::http::{WithHeaders, error_response};
+use crate::lifecycle::{Ending, Exchange, Slot};
+use crate::upstream::{self, pass_error};
 use axum::Extension;
 use axum::body::Body;
-use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::Response;
-use portcullis_core::{ApiError, ChatRequest, Context, Usage};
+use portcullis_core::{ApiError, ChatRequest, Usage, tokens};
 use serde_json::Value;
-use std::sync::Arc;
 use std::time::Instant;
+use tokio::sync::oneshot;
 
 /// `POST /v1/chat/completions`.
-pub async fn chat(
-    State(app): State<Arc<App>>,
-    Extension(RequestId(rid)): Extension<RequestId>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    let mut trail = Trail::new(rid.clone(), "/v1/chat/completions");
-    let caller = match app.authenticate(&headers).await {
-        Ok(c) => c,
-        Err(e) => return lifecycle::refuse(&app, trail, e),
+pub async fn chat(Extension(slot): Extension<Slot>, headers: HeaderMap, body: Body) -> Response {
+    let Some(mut ex) = slot.take() else {
+        return error_response(&ApiError::internal("The request lost its context."));
     };
-    trail.caller(&caller);
-    let bytes = match read_body(body, app.config.server.max_body_bytes).await {
+    let app = ex.app().clone();
+    let bytes = match super::read_body(&app, body).await {
         Ok(b) => b,
-        Err(e) => return lifecycle::refuse(&app, trail, e),
+        Err(e) => return ex.refuse(e),
     };
-    let mut req = match parse_chat(&bytes) {
+    let req = match parse_chat(&bytes) {
         Ok(r) => r,
-        Err(e) => return lifecycle::refuse(&app, trail, e),
+        Err(e) => return ex.refuse(e),
     };
-    trail.model = Some(req.model.clone());
-    trail.stream = req.is_stream();
-    let mut ctx = Context::new(rid, caller.principal(req.user.as_deref()));
-    ctx.route = headers
-        .get("x-portcullis-route")
-        .and_then(|v| v.to_str().ok())
-        .filter(|r| !r.is_empty())
-        .map(str::to_owned);
-    trail.principal(&ctx.principal);
-    if let Err(e) = app.pipeline.run_input(&mut req, &mut ctx).await {
-        trail.model = Some(req.model.clone());
-        return lifecycle::refuse_with(&app, trail, e, &ctx);
+    ex.trail.model = Some(req.model.clone());
+    ex.trail.stream = req.is_stream();
+    let Some(caller) = ex.authenticated().cloned() else {
+        return ex.refuse(ApiError::internal("The request lost its caller."));
+    };
+    match caller.principal(req.user.as_deref()) {
+        Ok(p) => ex.principal(p),
+        Err(e) => return ex.refuse(e),
     }
-    trail.model = Some(req.model.clone());
-    let ticket = match app
-        .books
-        .admit(&caller, &ctx.principal, &req, &ctx.request_id)
-        .await
-    {
-        Ok(t) => t,
-        Err(e) => {
-            return lifecycle::refuse_with(&app, trail, e.error, &ctx).with_headers(e.headers);
-        }
+    if let Err(e) = super::route_of(&app, &caller, &headers, &mut ex) {
+        return ex.refuse(e);
+    }
+    let server = &app.config.server;
+    let (req, judged) = crate::guards::run_input(
+        &app.pipeline,
+        &app.heavy,
+        server.offload_bytes,
+        req,
+        &mut ex.ctx,
+    )
+    .await;
+    ex.trail.model = Some(req.model.clone());
+    if let Err(e) = judged {
+        return ex.refuse(e);
+    }
+    let claim = Claim {
+        model: &req.model,
+        request_id: &ex.trail.request_id.clone(),
+        prompt_tokens: tokens::count_prompt(&req),
+        output_tokens: output_ceiling(&req, app.books.default_max_tokens()),
     };
+    match app.books.admit(&caller, &ex.ctx.principal, claim).await {
+        Ok(t) => ex.admitted(t),
+        Err(r) => return ex.refuse(r.error).with_headers(r.headers),
+    }
+    let (tx, rx) = oneshot::channel();
+    tokio::spawn(answer(ex, req, tx));
+    match rx.await {
+        Ok(resp) => resp,
+        Err(_) => error_response(&ApiError::internal(
+            "The gateway failed while answering; the request was recorded.",
+        )),
+    }
+}
+
+/// The most output tokens a request can use over all its choices: the larger of
+/// `max_tokens` and `max_completion_tokens` (both are governed), or the default, times `n`.
+pub fn output_ceiling(req: &ChatRequest, default: u64) -> u64 {
+    let per_choice = match (req.max_tokens, req.max_completion_tokens) {
+        (None, None) => default,
+        (a, b) => a.unwrap_or(0).max(b.unwrap_or(0)),
+    };
+    per_choice.saturating_mul(req.n.unwrap_or(1).max(1))
+}
+
+/// The upstream call and the answer; runs to the end even when the client has gone.
+async fn answer(mut ex: Exchange, mut req: ChatRequest, tx: oneshot::Sender<Response>) {
+    let app = ex.app().clone();
     let client_wants_usage = req
         .stream_options
         .as_ref()
@@ -73,10 +100,7 @@ pub async fn chat(
     }
     let body = match serde_json::to_vec(&req) {
         Ok(b) => b,
-        Err(e) => {
-            app.books.release(ticket).await;
-            return lifecycle::refuse_with(&app, trail, ApiError::internal(e.to_string()), &ctx);
-        }
+        Err(e) => return deliver(tx, ex.fail(ApiError::internal(e.to_string()))),
     };
     let sent = Instant::now();
     let call = app
@@ -84,93 +108,135 @@ pub async fn chat(
         .send(reqwest::Method::POST, "/chat/completions", Some(body));
     // Checks configured to run beside the call (concurrent moderation) judge the request
     // while the model answers; their refusal wins over whatever the model said.
-    let (beside, resp) = tokio::join!(app.pipeline.run_beside(&req, &mut ctx), call);
+    let (beside, resp) = tokio::join!(app.pipeline.run_beside(&req, &mut ex.ctx), call);
+    ex.trail.upstream_ms = Some(sent.elapsed().as_millis() as u64);
     if let Err(refusal) = beside {
-        trail.upstream_ms = Some(sent.elapsed().as_millis() as u64);
-        discard_answer(&app, ticket, &req, resp, &mut trail).await;
-        return lifecycle::refuse_with(&app, trail, refusal, &ctx);
+        ex.spent(discarded_spend(&app, &req, resp).await);
+        return deliver(tx, ex.refuse(refusal));
     }
     let resp = match resp {
         Ok(r) => r,
         Err(e) => {
-            app.books.release(ticket).await;
-            trail.upstream_ms = Some(sent.elapsed().as_millis() as u64);
-            return lifecycle::fail_with(&app, trail, e, &ctx);
+            ex.spent(Spend::of_failure(&e));
+            return deliver(tx, ex.fail(e));
         }
     };
     let status = resp.status();
-    let rate_headers = ticket.headers();
     if !status.is_success() {
-        app.books.release(ticket).await;
-        trail.upstream_ms = Some(sent.elapsed().as_millis() as u64);
-        let response = pass_error(resp).await;
-        trail.status = response.status().as_u16();
-        lifecycle::finish(&app, trail, &ctx, None);
-        return response.with_headers(rate_headers);
+        let headers = ex.rate_headers();
+        let response = pass_error(resp).await.with_headers(headers);
+        let code = response.status().as_u16();
+        return finish_delivery(ex, tx, response, code);
     }
     if req.is_stream() {
-        return super::stream::answer(app, trail, ctx, req, resp, ticket, client_wants_usage, sent)
-            .with_headers(rate_headers);
+        return super::stream::relay(ex, req, resp, tx, client_wants_usage).await;
     }
-    let body = match resp.bytes().await {
+    let body = match upstream::read_limited(resp, app.config.upstream.max_answer_bytes).await {
         Ok(b) => b,
         Err(e) => {
-            app.books.release(ticket).await;
-            return lifecycle::fail_with(&app, trail, crate::upstream::transport_error(&e), &ctx);
+            ex.spent(Spend::Unknown);
+            return deliver(tx, ex.fail(e));
         }
     };
-    trail.upstream_ms = Some(sent.elapsed().as_millis() as u64);
     let mut answer: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
         Err(_) => {
-            app.books.release(ticket).await;
-            return lifecycle::fail_with(
-                &app,
-                trail,
-                ApiError::bad_gateway("The upstream answered with something that is not JSON."),
-                &ctx,
+            ex.spent(Spend::Unknown);
+            return deliver(
+                tx,
+                ex.fail(ApiError::bad_gateway(
+                    "The upstream answered with something that is not JSON.",
+                )),
             );
         }
     };
-    let usage = Usage::from_json(&answer);
-    app.books.settle(ticket, &req.model, usage.as_ref()).await;
-    trail.usage(usage.as_ref(), &app.books, &req.model);
-    if let Err(e) = app.pipeline.run_output(&req, &mut answer, &mut ctx).await {
-        return lifecycle::refuse_with(&app, trail, e, &ctx).with_headers(rate_headers);
+    ex.spent(match Usage::from_json(&answer) {
+        Some(u) => Spend::Reported(u),
+        None => Spend::Estimated(estimate_answer(&req, &answer)),
+    });
+    if let Err(e) = app
+        .pipeline
+        .run_output(&req, &mut answer, &mut ex.ctx)
+        .await
+    {
+        return deliver(tx, ex.fail(e));
     }
     let out = serde_json::to_vec(&answer).unwrap_or_default();
-    trail.status = 200;
-    lifecycle::finish(&app, trail, &ctx, None);
     let mut r = Response::new(Body::from(out));
     r.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    r.with_headers(rate_headers)
+    let r = r.with_headers(ex.rate_headers());
+    finish_delivery(ex, tx, r, 200);
 }
 
-/// Drops an answer a beside check refused. A complete answer was paid for, so its usage is
-/// booked; a stream is cut (the provider stops generating) and its reservation released.
-async fn discard_answer(
-    app: &App,
-    ticket: crate::books::Ticket,
+/// Sends the response; the exchange already ended.
+fn deliver(tx: oneshot::Sender<Response>, resp: Response) {
+    let _ = tx.send(resp);
+}
+
+/// Sends the response, then ends the exchange: answered, or closed when nobody was there to
+/// receive it (the spend booked all the same).
+fn finish_delivery(ex: Exchange, tx: oneshot::Sender<Response>, resp: Response, status: u16) {
+    match tx.send(resp) {
+        Ok(()) => ex.finish(Ending::Answered(status)),
+        Err(_) => ex.finish(Ending::ClientClosed),
+    }
+}
+
+/// The spend of an answer a beside check refused: a complete answer was paid for and its
+/// usage is booked; a stream is cut at once (the provider stops generating) and its prompt
+/// counted.
+async fn discarded_spend(
+    app: &crate::app::App,
     req: &ChatRequest,
     resp: Result<reqwest::Response, ApiError>,
-    trail: &mut Trail,
-) {
-    let answer = match resp {
-        Ok(r) if r.status().is_success() && !req.is_stream() => r.bytes().await.ok(),
-        _ => None,
-    };
-    let usage = answer
-        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
-        .and_then(|v| Usage::from_json(&v));
-    match usage {
-        Some(u) => {
-            app.books.settle(ticket, &req.model, Some(&u)).await;
-            trail.usage(Some(&u), &app.books, &req.model);
+) -> Spend {
+    match resp {
+        Ok(r) if r.status().is_success() && !req.is_stream() => {
+            let body = upstream::read_limited(r, app.config.upstream.max_answer_bytes)
+                .await
+                .ok();
+            match body
+                .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+                .and_then(|v| Usage::from_json(&v))
+            {
+                Some(u) => Spend::Reported(u),
+                None => Spend::Unknown,
+            }
         }
-        None => app.books.release(ticket).await,
+        Ok(r) if r.status().is_success() => Spend::Estimated(Usage {
+            prompt_tokens: tokens::count_prompt(req),
+            ..Usage::default()
+        }),
+        Ok(_) => Spend::Nothing,
+        Err(e) => Spend::of_failure(&e),
+    }
+}
+
+/// The gateway's count of a complete answer that carried no usage: the prompt by the
+/// model's tokenizer, and every choice's text and tool-call arguments.
+fn estimate_answer(req: &ChatRequest, answer: &Value) -> Usage {
+    let enc = tokens::Encoding::for_model(&req.model);
+    let mut completion = 0u64;
+    for c in answer["choices"].as_array().into_iter().flatten() {
+        let m = &c["message"];
+        if let Some(t) = m["content"].as_str() {
+            completion = completion.saturating_add(enc.count(t) as u64);
+        }
+        for call in m["tool_calls"].as_array().into_iter().flatten() {
+            if let Some(a) = call["function"]["arguments"].as_str() {
+                completion = completion.saturating_add(enc.count(a) as u64);
+            }
+        }
+    }
+    let prompt = tokens::count_prompt(req);
+    Usage {
+        prompt_tokens: prompt,
+        completion_tokens: completion,
+        total_tokens: prompt.saturating_add(completion),
+        cached_tokens: 0,
     }
 }
 
@@ -202,8 +268,17 @@ fn parse_chat(bytes: &[u8]) -> Result<ChatRequest, ApiError> {
                 .with_param("messages"),
         );
     }
+    if req.n.is_some_and(|n| n == 0 || n > MAX_CHOICES) {
+        return Err(
+            ApiError::invalid_request(format!("'n' must be between 1 and {MAX_CHOICES}."))
+                .with_param("n"),
+        );
+    }
     Ok(req)
 }
+
+/// The most choices one request may ask for (OpenAI's own ceiling is 128).
+pub const MAX_CHOICES: u64 = 128;
 
 #[cfg(test)]
 mod tests {
@@ -223,5 +298,25 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.param.as_deref(), Some("temperature"));
         assert!(parse_chat(br#"{"model":"m","messages":[{"role":"user","content":"x"}]}"#).is_ok());
+        let e = parse_chat(br#"{"model":"m","messages":[{"role":"user","content":"x"}],"n":0}"#)
+            .unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("n"));
+    }
+
+    #[test]
+    fn the_output_ceiling_governs_both_names_and_every_choice() {
+        let req = |v: Value| serde_json::from_value::<ChatRequest>(v).unwrap();
+        let base = serde_json::json!({"model": "m", "messages": []});
+        assert_eq!(output_ceiling(&req(base.clone()), 4096), 4096);
+        let mut both = base.clone();
+        both["max_tokens"] = 100.into();
+        both["max_completion_tokens"] = 100_000.into();
+        assert_eq!(output_ceiling(&req(both.clone()), 4096), 100_000);
+        both["n"] = 100.into();
+        assert_eq!(output_ceiling(&req(both), 4096), 10_000_000);
+        let mut huge = base;
+        huge["max_tokens"] = u64::MAX.into();
+        huge["n"] = 128.into();
+        assert_eq!(output_ceiling(&req(huge), 4096), u64::MAX, "saturates");
     }
 }

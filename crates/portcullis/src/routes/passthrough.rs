@@ -1,139 +1,51 @@
-//! The endpoints passed through to the provider after authentication: `GET /v1/models`,
-//! `POST /v1/embeddings`, `POST /v1/moderations`.
+//! `GET /v1/models`, passed through to the provider after the door (authenticated, audited).
 
-use crate::app::App;
-use crate::audit::Trail;
-use crate::http::{RequestId, read_body};
-use crate::lifecycle;
-use crate::upstream::pass_error;
+use crate::http::error_response;
+use crate::lifecycle::{Ending, Slot};
+use crate::upstream::{self, pass_error};
 use axum::Extension;
 use axum::body::Body;
-use axum::extract::State;
-use axum::http::{HeaderMap, header};
+use axum::http::header;
 use axum::response::Response;
-use portcullis_core::{ApiError, Context};
-use serde_json::Value;
-use std::sync::Arc;
+use portcullis_core::ApiError;
 use std::time::Instant;
 
-async fn passthrough(
-    app: &App,
-    headers: &HeaderMap,
-    method: reqwest::Method,
-    (route, path): (&'static str, &'static str),
-    body: Option<Body>,
-    rid: String,
-) -> Response {
-    let mut trail = Trail::new(rid, route);
-    let caller = match app.authenticate(headers).await {
-        Ok(c) => c,
-        Err(e) => return lifecycle::refuse(app, trail, e),
+/// The largest model list accepted from the provider.
+const MODELS_LIMIT: usize = 4 * 1024 * 1024;
+
+/// `GET /v1/models`.
+pub async fn models(Extension(slot): Extension<Slot>) -> Response {
+    let Some(mut ex) = slot.take() else {
+        return error_response(&ApiError::internal("The request lost its context."));
     };
-    trail.caller(&caller);
-    let bytes = match body {
-        Some(b) => match read_body(b, app.config.server.max_body_bytes).await {
-            Ok(b) => {
-                if serde_json::from_slice::<Value>(&b).is_err() {
-                    return lifecycle::refuse(
-                        app,
-                        trail,
-                        ApiError::invalid_request(
-                            "We could not parse the JSON body of your request.",
-                        ),
-                    );
-                }
-                Some(b.to_vec())
-            }
-            Err(e) => return lifecycle::refuse(app, trail, e),
-        },
-        None => None,
-    };
+    let app = ex.app().clone();
     let sent = Instant::now();
-    let resp = match app.upstream.send(method, path, bytes).await {
+    let resp = app
+        .upstream
+        .send(reqwest::Method::GET, "/models", None)
+        .await;
+    ex.trail.upstream_ms = Some(sent.elapsed().as_millis() as u64);
+    let resp = match resp {
         Ok(r) => r,
-        Err(e) => {
-            let ctx = Context::new(trail.request_id.clone(), Default::default());
-            return lifecycle::fail_with(app, trail, e, &ctx);
-        }
+        Err(e) => return ex.fail(e),
     };
-    trail.upstream_ms = Some(sent.elapsed().as_millis() as u64);
     let status = resp.status();
     if !status.is_success() {
         let r = pass_error(resp).await;
-        trail.status = r.status().as_u16();
-        lifecycle::finish(app, trail, &Context::new("", Default::default()), None);
+        ex.finish(Ending::Answered(r.status().as_u16()));
         return r;
     }
     let ct = resp.headers().get(reqwest::header::CONTENT_TYPE).cloned();
-    match resp.bytes().await {
+    match upstream::read_limited(resp, MODELS_LIMIT).await {
         Ok(b) => {
-            trail.status = status.as_u16();
-            lifecycle::finish(app, trail, &Context::new("", Default::default()), None);
             let mut r = Response::new(Body::from(b));
             *r.status_mut() = status;
             if let Some(ct) = ct {
                 r.headers_mut().insert(header::CONTENT_TYPE, ct);
             }
+            ex.finish(Ending::Answered(status.as_u16()));
             r
         }
-        Err(e) => lifecycle::fail_with(
-            app,
-            trail,
-            crate::upstream::transport_error(&e),
-            &Context::new("", Default::default()),
-        ),
+        Err(e) => ex.fail(e),
     }
-}
-
-/// `GET /v1/models`.
-pub async fn models(
-    State(app): State<Arc<App>>,
-    Extension(RequestId(rid)): Extension<RequestId>,
-    headers: HeaderMap,
-) -> Response {
-    passthrough(
-        &app,
-        &headers,
-        reqwest::Method::GET,
-        ("/v1/models", "/models"),
-        None,
-        rid,
-    )
-    .await
-}
-
-/// `POST /v1/embeddings`.
-pub async fn embeddings(
-    State(app): State<Arc<App>>,
-    Extension(RequestId(rid)): Extension<RequestId>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    passthrough(
-        &app,
-        &headers,
-        reqwest::Method::POST,
-        ("/v1/embeddings", "/embeddings"),
-        Some(body),
-        rid,
-    )
-    .await
-}
-
-/// `POST /v1/moderations`.
-pub async fn moderations(
-    State(app): State<Arc<App>>,
-    Extension(RequestId(rid)): Extension<RequestId>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    passthrough(
-        &app,
-        &headers,
-        reqwest::Method::POST,
-        ("/v1/moderations", "/moderations"),
-        Some(body),
-        rid,
-    )
-    .await
 }

@@ -1,43 +1,60 @@
-//! `POST /v1/scan`: the configured guards over messages or a text, without a model call.
+//! `POST /v1/scan`: the configured guards over messages or a text, without a model call —
+//! metered like any request (rate and concurrency limits) and audited.
 
-use crate::app::App;
-use crate::http::{RequestId, error_response, read_body};
+use crate::books::Claim;
+use crate::http::{WithHeaders, error_response};
+use crate::lifecycle::{Ending, Slot};
 use crate::scan::{ScanRequest, run};
 use axum::Extension;
 use axum::Json;
 use axum::body::Body;
-use axum::extract::State;
-use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use portcullis_core::{ApiError, Context};
-use std::sync::Arc;
+use portcullis_core::{ApiError, tokens};
 
 /// `POST /v1/scan`.
-pub async fn handler(
-    State(app): State<Arc<App>>,
-    Extension(RequestId(rid)): Extension<RequestId>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    let caller = match app.authenticate(&headers).await {
-        Ok(c) => c,
-        Err(e) => return error_response(&e),
+pub async fn handler(Extension(slot): Extension<Slot>, body: Body) -> Response {
+    let Some(mut ex) = slot.take() else {
+        return error_response(&ApiError::internal("The request lost its context."));
     };
-    let bytes = match read_body(body, app.config.server.max_body_bytes).await {
+    let app = ex.app().clone();
+    let bytes = match super::read_body(&app, body).await {
         Ok(b) => b,
-        Err(e) => return error_response(&e),
+        Err(e) => return ex.refuse(e),
     };
     let scan: ScanRequest = match serde_json::from_slice(&bytes) {
         Ok(s) => s,
         Err(e) => {
-            return error_response(&ApiError::invalid_request(format!(
+            return ex.refuse(ApiError::invalid_request(format!(
                 "Invalid scan request: {e}"
             )));
         }
     };
-    let mut ctx = Context::new(rid, caller.principal(None));
-    match run(&app.pipeline, scan, &mut ctx).await {
-        Ok(v) => Json(v).into_response(),
-        Err(e) => error_response(&e),
+    let Some(caller) = ex.authenticated().cloned() else {
+        return ex.refuse(ApiError::internal("The request lost its caller."));
+    };
+    let model = scan.model.clone().unwrap_or_else(|| "gpt-4o-mini".into());
+    ex.trail.model = Some(model.clone());
+    let enc = tokens::Encoding::for_model(&model);
+    let mut text_tokens = scan.text.as_deref().map_or(0, |t| enc.count(t) as u64);
+    for m in scan.messages.iter().flatten() {
+        text_tokens = text_tokens.saturating_add(enc.count(&m.joined_text()) as u64);
+    }
+    let claim = Claim {
+        model: &model,
+        request_id: &ex.trail.request_id.clone(),
+        prompt_tokens: text_tokens,
+        output_tokens: 0,
+    };
+    match app.books.admit(&caller, &ex.ctx.principal, claim).await {
+        Ok(t) => ex.admitted(t),
+        Err(r) => return ex.refuse(r.error).with_headers(r.headers),
+    }
+    match run(&app.pipeline, scan, &mut ex.ctx).await {
+        Ok(v) => {
+            let r = Json(v).into_response().with_headers(ex.rate_headers());
+            ex.finish(Ending::Answered(200));
+            r
+        }
+        Err(e) => ex.refuse(e),
     }
 }

@@ -1,105 +1,67 @@
 //! A streamed chat answer, relayed event by event: output guards judge windows of text as it
-//! arrives, pseudonyms are restored, usage is read for the books, and the stream ends with an
-//! OpenAI-style error event when a guard refuses.
+//! arrives — each choice's content and each streamed tool call's arguments alike —
+//! pseudonyms are restored, usage is read for the books, and the stream ends with an
+//! OpenAI-style error event when a guard refuses or the upstream misbehaves.
+//!
+//! The relay notices a client that goes away at once (not on its next send) and cancels the
+//! upstream; a stream that ends early for any reason books the prompt tokens counted by the
+//! tokenizer plus the output tokens actually received, marked as estimated.
 
-use crate::app::App;
-use crate::audit::Trail;
-use crate::lifecycle;
+use crate::books::Spend;
+use crate::lifecycle::{Ending, Exchange};
 use crate::upstream::sse::{self, EventSplitter};
 use axum::body::Body;
 use axum::http::{HeaderValue, header};
 use axum::response::Response;
 use bytes::Bytes;
 use futures_util::StreamExt;
-use portcullis_core::{ApiError, ChatRequest, Context, StreamScanner, Usage};
-use serde_json::Value;
-use std::sync::Arc;
-use std::time::Instant;
+use portcullis_core::{ApiError, ChatRequest, Context, Pipeline, StreamScanner, Usage, tokens};
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot};
 
-/// Streams the answer through, event by event, guarding and restoring text as it goes.
-#[allow(clippy::too_many_arguments)]
-pub fn answer(
-    app: Arc<App>,
-    mut trail: Trail,
-    mut ctx: Context,
+/// Choices per stream the relay accepts (a request may ask for at most this many).
+const MAX_CHOICE: u64 = crate::routes::chat::MAX_CHOICES;
+/// Tool calls per choice the relay accepts.
+const MAX_TOOL_CALL: u64 = 128;
+/// Lanes per choice: its content, then one per tool call.
+const LANES_PER_CHOICE: usize = MAX_TOOL_CALL as usize + 1;
+
+/// The lane of a choice's content.
+fn content_lane(choice: usize) -> usize {
+    choice * LANES_PER_CHOICE
+}
+
+/// The lane of a choice's `index`-th tool call's arguments.
+fn tool_lane(choice: usize, call: usize) -> usize {
+    choice * LANES_PER_CHOICE + 1 + call
+}
+
+/// What the relay keeps between events.
+struct Relay<'a> {
+    pipeline: &'a Pipeline,
+    req: &'a ChatRequest,
+    scanner: StreamScanner,
+    inspect: bool,
+    client_wants_usage: bool,
+    usage: Option<Usage>,
+    /// Output tokens received so far, counted with the model's tokenizer.
+    received: u64,
+    encoding: tokens::Encoding,
+}
+
+/// Relays the answer; sends the streaming response through `tx` at once, then runs the
+/// stream to its end and finishes the exchange.
+pub async fn relay(
+    mut ex: Exchange,
     req: ChatRequest,
     resp: reqwest::Response,
-    ticket: crate::books::Ticket,
+    tx: oneshot::Sender<Response>,
     client_wants_usage: bool,
-    sent: Instant,
-) -> Response {
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(32);
-    tokio::spawn(async move {
-        let mut upstream = resp.bytes_stream();
-        let mut splitter = EventSplitter::default();
-        let mut scanner = StreamScanner::default();
-        let inspect = app.pipeline.inspects_output() || !ctx.vault.is_empty();
-        let mut usage: Option<Usage> = None;
-        let mut outcome: Result<(), ApiError> = Ok(());
-        let mut client_gone = false;
-        let mut first = true;
-        'read: while let Some(chunk) = upstream.next().await {
-            let chunk = match chunk {
-                Ok(c) => c,
-                Err(e) => {
-                    outcome = Err(crate::upstream::transport_error(&e));
-                    break;
-                }
-            };
-            if first {
-                trail.upstream_ms = Some(sent.elapsed().as_millis() as u64);
-                first = false;
-            }
-            for ev in splitter.push(&chunk) {
-                match handle_event(
-                    &app,
-                    &ev,
-                    &mut scanner,
-                    inspect,
-                    &req,
-                    &mut ctx,
-                    &mut usage,
-                    client_wants_usage,
-                )
-                .await
-                {
-                    Ok(Some(out)) => {
-                        if tx.send(Ok(out)).await.is_err() {
-                            client_gone = true;
-                            break 'read;
-                        }
-                    }
-                    Ok(None) => {}
-                    Err(e) => {
-                        outcome = Err(e);
-                        break 'read;
-                    }
-                }
-            }
-        }
-        if let Err(e) = &outcome {
-            // End the stream with an error event the SDKs raise as an APIError.
-            let _ = tx.send(Ok(sse::event(&e.body().to_string()))).await;
-        } else if !client_gone && let Some(rest) = splitter.finish() {
-            let _ = tx.send(Ok(rest)).await;
-        }
-        app.books.settle(ticket, &req.model, usage.as_ref()).await;
-        trail.usage(usage.as_ref(), &app.books, &req.model);
-        match outcome {
-            Ok(()) => {
-                trail.status = 200;
-                if client_gone {
-                    trail.error_code = Some("client_disconnected".into());
-                }
-                lifecycle::finish(&app, trail, &ctx, None);
-            }
-            Err(e) => {
-                trail.status = e.status;
-                lifecycle::finish(&app, trail, &ctx, Some(&e));
-            }
-        }
-    });
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+) {
+    let app = ex.app().clone();
+    let (body_tx, body_rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(32);
+    let stream = futures_util::stream::unfold(body_rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
     });
     let mut r = Response::new(Body::from_stream(stream));
@@ -109,86 +71,299 @@ pub fn answer(
         HeaderValue::from_static("text/event-stream"),
     );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    r
+    let r = crate::http::WithHeaders::with_headers(r, ex.rate_headers());
+    let started = Instant::now();
+    if tx.send(r).is_err() {
+        ex.spent(Spend::Estimated(prompt_only(&req)));
+        return ex.finish(Ending::ClientClosed);
+    }
+    let mut relay = Relay {
+        pipeline: &app.pipeline,
+        req: &req,
+        scanner: StreamScanner::default(),
+        inspect: app.pipeline.inspects_output() || !ex.ctx.vault.is_empty(),
+        client_wants_usage,
+        usage: None,
+        received: 0,
+        encoding: tokens::Encoding::for_model(&req.model),
+    };
+    let idle = Duration::from_secs(app.config.upstream.stream_idle_timeout_s.max(1));
+    let mut upstream = resp.bytes_stream();
+    let mut splitter = EventSplitter::default();
+    let mut first = true;
+    let mut ended_cleanly = false;
+    let outcome: Result<(), Stop> = 'read: loop {
+        let chunk = tokio::select! {
+            biased;
+            () = body_tx.closed() => break 'read Err(Stop::ClientGone),
+            next = tokio::time::timeout(idle, upstream.next()) => match next {
+                Err(_) => break 'read Err(Stop::Failed(ApiError::gateway_timeout(format!(
+                    "The upstream stream sent nothing for {} s.", idle.as_secs()
+                )))),
+                Ok(None) => break 'read Ok(()),
+                Ok(Some(Err(e))) => break 'read Err(Stop::Failed(crate::upstream::transport_error(&e))),
+                Ok(Some(Ok(c))) => c,
+            },
+        };
+        if first {
+            ex.trail.upstream_ms = Some(started.elapsed().as_millis() as u64);
+            first = false;
+        }
+        let events = match splitter.push(&chunk) {
+            Ok(evs) => evs,
+            Err(e) => break 'read Err(Stop::Failed(malformed(&e.to_string()))),
+        };
+        for ev in events {
+            match relay.event(&ev, &mut ex.ctx).await {
+                Ok(Step::Send(out)) => {
+                    if body_tx.send(Ok(out)).await.is_err() {
+                        break 'read Err(Stop::ClientGone);
+                    }
+                }
+                Ok(Step::Skip) => {}
+                Ok(Step::Done(out)) => {
+                    ended_cleanly = true;
+                    if body_tx.send(Ok(out)).await.is_err() {
+                        break 'read Err(Stop::ClientGone);
+                    }
+                }
+                Err(e) => break 'read Err(Stop::Failed(e)),
+            }
+        }
+    };
+    // The upstream is dropped here: a stream cut short stops the provider generating.
+    drop(upstream);
+    let outcome = match outcome {
+        Ok(()) if !ended_cleanly => match splitter.finish() {
+            // A last event without its blank line is judged like any other.
+            Some(rest) => match relay.event(&rest, &mut ex.ctx).await {
+                Ok(Step::Send(out) | Step::Done(out)) => {
+                    let _ = body_tx.send(Ok(out)).await;
+                    Ok(())
+                }
+                Ok(Step::Skip) => Ok(()),
+                Err(e) => Err(Stop::Failed(e)),
+            },
+            None => Ok(()),
+        },
+        other => other,
+    };
+    ex.spent(match (relay.usage, &outcome) {
+        (Some(u), Ok(())) => Spend::Reported(u),
+        _ => Spend::Estimated(relay.estimate()),
+    });
+    match outcome {
+        Ok(()) => ex.finish(Ending::Answered(200)),
+        Err(Stop::ClientGone) => ex.finish(Ending::ClientClosed),
+        Err(Stop::Failed(e)) => {
+            // End the stream with an error event the SDKs raise as an APIError.
+            let _ = body_tx.send(Ok(sse::event(&e.body().to_string()))).await;
+            ex.finish(Ending::Failed(e));
+        }
+    }
 }
 
-/// Judges one event; returns the bytes to forward (`None` to drop it).
-#[allow(clippy::too_many_arguments)]
-async fn handle_event(
-    app: &App,
-    ev: &Bytes,
-    scanner: &mut StreamScanner,
-    inspect: bool,
-    req: &ChatRequest,
-    ctx: &mut Context,
-    usage: &mut Option<Usage>,
-    client_wants_usage: bool,
-) -> Result<Option<Bytes>, ApiError> {
-    let mut raw = ev.to_vec();
-    raw.extend_from_slice(b"\n\n");
-    let Some(data) = sse::data_of(ev) else {
-        return Ok(Some(Bytes::from(raw)));
-    };
-    if data == "[DONE]" {
-        if scanner.has_pending() {
-            // Flush what guards held back, as one last chunk per choice.
-            let mut out = Vec::new();
-            for index in 0..8 {
-                let text = scanner
-                    .push(index, "", true, &app.pipeline, req, ctx)
-                    .await?;
-                if !text.is_empty() {
-                    let v = serde_json::json!({"object": "chat.completion.chunk", "model": req.model,
-                        "choices": [{"index": index, "delta": {"content": text}, "finish_reason": null}]});
-                    out.extend_from_slice(&sse::event(&v.to_string()));
+/// Why a stream stopped early.
+enum Stop {
+    ClientGone,
+    Failed(ApiError),
+}
+
+/// What to do with one upstream event.
+enum Step {
+    Send(Bytes),
+    Skip,
+    /// The `[DONE]` event (with whatever the guards still held): the stream is complete.
+    Done(Bytes),
+}
+
+fn malformed(what: &str) -> ApiError {
+    ApiError::bad_gateway(format!("The upstream stream is malformed: {what}."))
+        .with_code("upstream_malformed_stream")
+}
+
+/// The prompt as the tokenizer counts it, with no output: what a stream cut before any
+/// answer arrived cost.
+fn prompt_only(req: &ChatRequest) -> Usage {
+    let prompt = tokens::count_prompt(req);
+    Usage {
+        prompt_tokens: prompt,
+        total_tokens: prompt,
+        ..Usage::default()
+    }
+}
+
+impl Relay<'_> {
+    /// The gateway's count of what the stream cost so far.
+    fn estimate(&self) -> Usage {
+        let prompt = tokens::count_prompt(self.req);
+        Usage {
+            prompt_tokens: prompt,
+            completion_tokens: self.received,
+            total_tokens: prompt.saturating_add(self.received),
+            cached_tokens: 0,
+        }
+    }
+
+    fn count(&mut self, text: &str) {
+        self.received = self
+            .received
+            .saturating_add(self.encoding.count(text) as u64);
+    }
+
+    /// Judges one event.
+    async fn event(&mut self, ev: &Bytes, ctx: &mut Context) -> Result<Step, ApiError> {
+        let data = match sse::data_of(ev) {
+            Ok(Some(d)) => d,
+            // Comments, `event:`/`id:`/`retry:` lines: forwarded as they came.
+            Ok(None) => return Ok(Step::Send(with_blank_line(ev))),
+            Err(_) => return Err(malformed("an event that is not UTF-8")),
+        };
+        if data.trim() == "[DONE]" {
+            let mut out = self.flush(ctx).await?;
+            out.extend_from_slice(&sse::event("[DONE]"));
+            return Ok(Step::Done(Bytes::from(out)));
+        }
+        let mut v: Value = serde_json::from_str(&data)
+            .map_err(|_| malformed("an event whose data is not JSON"))?;
+        if v.get("error").is_some_and(|e| !e.is_null()) {
+            // The provider ended the stream with an error event: pass it on, scrubbed.
+            let message = v["error"]["message"].as_str().unwrap_or("stream failed");
+            return Err(ApiError::bad_gateway(format!(
+                "The upstream model provider failed mid-stream: {}",
+                crate::upstream::scrub(message)
+            ))
+            .with_code("upstream_error"));
+        }
+        if let Some(u) = Usage::from_json(&v) {
+            self.usage = Some(u);
+            let no_choices = v["choices"].as_array().is_none_or(Vec::is_empty);
+            if !self.client_wants_usage {
+                if no_choices {
+                    return Ok(Step::Skip);
+                }
+                if let Some(o) = v.as_object_mut() {
+                    o.remove("usage");
                 }
             }
-            out.extend_from_slice(&raw);
-            return Ok(Some(Bytes::from(out)));
         }
-        return Ok(Some(Bytes::from(raw)));
-    }
-    let has_usage = data.contains("\"usage\"") && !data.contains("\"usage\":null");
-    if !inspect && !has_usage {
-        return Ok(Some(Bytes::from(raw)));
-    }
-    let Ok(mut v) = serde_json::from_str::<Value>(&data) else {
-        return Ok(Some(Bytes::from(raw)));
-    };
-    if let Some(u) = Usage::from_json(&v) {
-        *usage = Some(u);
-        let no_choices = v["choices"].as_array().is_none_or(Vec::is_empty);
-        if !client_wants_usage {
-            if no_choices {
-                return Ok(None);
-            }
-            if let Some(o) = v.as_object_mut() {
-                o.remove("usage");
-            }
-        }
-    }
-    if inspect && let Some(choices) = v["choices"].as_array_mut() {
+        let Some(choices) = v.get_mut("choices").and_then(Value::as_array_mut) else {
+            return Ok(Step::Send(sse::event(&v.to_string())));
+        };
         for c in choices.iter_mut() {
-            let index = c["index"].as_u64().unwrap_or(0) as usize;
+            let index = c["index"].as_u64().unwrap_or(0);
+            if index >= MAX_CHOICE {
+                return Err(malformed("a choice index out of range"));
+            }
+            let choice = index as usize;
             let last = !c["finish_reason"].is_null();
-            let delta = c["delta"]["content"].as_str().map(str::to_owned);
-            if delta.is_none() && !last {
+            if let Some(text) = c["delta"]["content"].as_str().map(str::to_owned) {
+                self.count(&text);
+                if self.inspect {
+                    let out = self.push(content_lane(choice), &text, last, ctx).await?;
+                    c["delta"]["content"] = Value::String(out);
+                }
+            } else if last && self.inspect {
+                let out = self.push(content_lane(choice), "", true, ctx).await?;
+                if !out.is_empty() {
+                    c["delta"]["content"] = Value::String(out);
+                }
+            }
+            if let Some(calls) = c["delta"]["tool_calls"].as_array_mut() {
+                for call in calls.iter_mut() {
+                    let i = call["index"].as_u64().unwrap_or(0);
+                    if i >= MAX_TOOL_CALL {
+                        return Err(malformed("a tool call index out of range"));
+                    }
+                    let Some(args) = call["function"]["arguments"].as_str().map(str::to_owned)
+                    else {
+                        continue;
+                    };
+                    self.count(&args);
+                    if self.inspect {
+                        let lane = tool_lane(choice, i as usize);
+                        let out = self.push(lane, &args, false, ctx).await?;
+                        call["function"]["arguments"] = Value::String(out);
+                    }
+                }
+            }
+            if last && self.inspect {
+                // The choice is complete: release what its tool calls still hold.
+                let mut extra = Vec::new();
+                for lane in self.scanner.pending_lanes() {
+                    if lane / LANES_PER_CHOICE == choice && lane % LANES_PER_CHOICE != 0 {
+                        let out = self.push(lane, "", true, ctx).await?;
+                        extra.push(json!({"index": lane % LANES_PER_CHOICE - 1,
+                            "function": {"arguments": out}}));
+                    }
+                }
+                if !extra.is_empty() {
+                    let calls = c["delta"]
+                        .as_object_mut()
+                        .map(|d| d.entry("tool_calls").or_insert_with(|| json!([])));
+                    if let Some(Value::Array(a)) = calls {
+                        a.extend(extra);
+                    }
+                }
+            }
+        }
+        Ok(Step::Send(sse::event(&v.to_string())))
+    }
+
+    async fn push(
+        &mut self,
+        lane: usize,
+        text: &str,
+        last: bool,
+        ctx: &mut Context,
+    ) -> Result<String, ApiError> {
+        self.scanner
+            .push(lane, text, last, self.pipeline, self.req, ctx)
+            .await
+    }
+
+    /// What the guards still hold when the stream completes, as one last chunk per lane.
+    async fn flush(&mut self, ctx: &mut Context) -> Result<Vec<u8>, ApiError> {
+        let mut out = Vec::new();
+        for lane in self.scanner.pending_lanes() {
+            let text = self.push(lane, "", true, ctx).await?;
+            if text.is_empty() {
                 continue;
             }
-            let text = scanner
-                .push(
-                    index,
-                    delta.as_deref().unwrap_or(""),
-                    last,
-                    &app.pipeline,
-                    req,
-                    ctx,
-                )
-                .await?;
-            if delta.is_some() || !text.is_empty() {
-                c["delta"]["content"] = Value::String(text);
+            let choice = lane / LANES_PER_CHOICE;
+            let delta = if lane % LANES_PER_CHOICE == 0 {
+                json!({"content": text})
+            } else {
+                json!({"tool_calls": [{"index": lane % LANES_PER_CHOICE - 1,
+                    "function": {"arguments": text}}]})
+            };
+            let v = json!({"object": "chat.completion.chunk", "model": self.req.model,
+                "choices": [{"index": choice, "delta": delta, "finish_reason": null}]});
+            out.extend_from_slice(&sse::event(&v.to_string()));
+        }
+        Ok(out)
+    }
+}
+
+fn with_blank_line(ev: &Bytes) -> Bytes {
+    let mut raw = ev.to_vec();
+    raw.extend_from_slice(b"\n\n");
+    Bytes::from(raw)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lanes_of_choices_and_tool_calls_never_collide() {
+        let mut seen = std::collections::HashSet::new();
+        for choice in 0..4 {
+            assert!(seen.insert(content_lane(choice)));
+            for call in 0..MAX_TOOL_CALL as usize {
+                assert!(seen.insert(tool_lane(choice, call)));
             }
         }
+        assert_eq!(tool_lane(1, 0) / LANES_PER_CHOICE, 1);
     }
-    Ok(Some(sse::event(&v.to_string())))
 }

@@ -1,55 +1,127 @@
 //! Server-sent events, split as they arrive: the upstream's byte chunks are cut at event
-//! boundaries so each event can be judged and forwarded the moment it is complete.
+//! boundaries so each event can be judged and forwarded the moment it is complete. The
+//! upstream is not trusted: line ends may be LF, CRLF or CR alone (as the SSE grammar allows),
+//! the buffer is scanned once per byte however the chunks fall, and an event larger than the
+//! cap is an error rather than a reason to buffer without end.
 
 use bytes::{Bytes, BytesMut};
 
-/// Accumulates bytes and yields whole events (without their terminating blank line).
+/// The largest event accepted from the upstream (bytes).
+pub const MAX_EVENT: usize = 1024 * 1024;
+
+/// The upstream sent something that is not a stream of bounded events.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the upstream sent an event over {MAX_EVENT} bytes")]
+pub struct EventTooLarge;
+
+/// Accumulates bytes and yields whole events (without their terminating blank line), each
+/// with its lines joined by `\n`.
 #[derive(Debug, Default)]
 pub struct EventSplitter {
     buf: BytesMut,
+    /// How far `buf` has been scanned for a boundary.
+    scanned: usize,
+    /// The last boundary ended with a CR: a LF arriving next belongs to it.
+    after_cr: bool,
 }
 
 impl EventSplitter {
     /// Adds a chunk; returns the events it completed.
-    pub fn push(&mut self, chunk: &[u8]) -> Vec<Bytes> {
+    pub fn push(&mut self, chunk: &[u8]) -> Result<Vec<Bytes>, EventTooLarge> {
+        let chunk = match (self.after_cr, chunk.first()) {
+            (true, Some(b'\n')) => &chunk[1..],
+            _ => chunk,
+        };
+        if !chunk.is_empty() {
+            self.after_cr = false;
+        }
         self.buf.extend_from_slice(chunk);
         let mut out = Vec::new();
-        while let Some((end, sep)) = find_boundary(&self.buf) {
+        while let Some((end, sep)) = find_boundary(&self.buf, self.scanned) {
             let event = self.buf.split_to(end).freeze();
-            let _ = self.buf.split_to(sep);
-            out.push(event);
+            let separator = self.buf.split_to(sep);
+            self.after_cr = self.buf.is_empty() && separator.last() == Some(&b'\r');
+            self.scanned = 0;
+            out.push(normalise_lines(event));
         }
-        out
+        // A boundary (at most CRLF CRLF) may have begun in the last bytes: rescan those only.
+        self.scanned = self.buf.len().saturating_sub(4);
+        if self.buf.len() > MAX_EVENT {
+            return Err(EventTooLarge);
+        }
+        Ok(out)
     }
 
     /// Whatever is left when the stream ends (an event without its blank line).
     pub fn finish(&mut self) -> Option<Bytes> {
         let rest = self.buf.split().freeze();
-        (!rest.iter().all(u8::is_ascii_whitespace)).then_some(rest)
+        self.scanned = 0;
+        (!rest.iter().all(u8::is_ascii_whitespace)).then(|| normalise_lines(rest))
     }
 }
 
-fn find_boundary(b: &[u8]) -> Option<(usize, usize)> {
-    let mut i = 0;
-    while i + 1 < b.len() {
-        if b[i] == b'\n' {
-            if b[i + 1] == b'\n' {
-                return Some((i, 2));
+/// The end of the first event at or after `from` and the length of its separator: a blank
+/// line, whichever of LF, CRLF or CR ends each line.
+fn find_boundary(b: &[u8], from: usize) -> Option<(usize, usize)> {
+    let mut i = from;
+    while i < b.len() {
+        let first = match b[i] {
+            b'\n' => 1,
+            b'\r' if b.get(i + 1) == Some(&b'\n') => 2,
+            b'\r' if i + 1 < b.len() => 1,
+            // A CR at the very end: wait for the next byte to know whether LF follows.
+            b'\r' => return None,
+            _ => {
+                i += 1;
+                continue;
             }
-            if b[i + 1] == b'\r' && b.get(i + 2) == Some(&b'\n') {
-                return Some((i, 3));
-            }
+        };
+        let j = i + first;
+        let second = match b.get(j) {
+            Some(b'\n') => 1,
+            Some(b'\r') if b.get(j + 1) == Some(&b'\n') => 2,
+            // A CR alone, or the CR of a CRLF whose LF has not arrived: a line end either way,
+            // so the blank line is complete (a LF that follows is skipped, see `after_cr`).
+            Some(b'\r') => 1,
+            None => return None,
+            Some(_) => 0,
+        };
+        if second > 0 {
+            return Some((i, first + second));
         }
-        i += 1;
+        i = j;
     }
     None
 }
 
-/// The `data:` payload of an event (joined when it spans lines), if any.
-pub fn data_of(event: &[u8]) -> Option<String> {
-    let text = std::str::from_utf8(event).ok()?;
+/// The event with every line ending made `\n`.
+fn normalise_lines(event: Bytes) -> Bytes {
+    if !event.contains(&b'\r') {
+        return event;
+    }
+    let mut out = Vec::with_capacity(event.len());
+    let mut i = 0;
+    while i < event.len() {
+        match event[i] {
+            b'\r' => {
+                out.push(b'\n');
+                if event.get(i + 1) == Some(&b'\n') {
+                    i += 1;
+                }
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    Bytes::from(out)
+}
+
+/// The `data:` payload of an event (joined when it spans lines), if any. `Err` when the event
+/// is not UTF-8.
+pub fn data_of(event: &[u8]) -> Result<Option<String>, std::str::Utf8Error> {
+    let text = std::str::from_utf8(event)?;
     let mut data: Option<String> = None;
-    for line in text.lines() {
+    for line in text.split('\n') {
         if let Some(rest) = line.strip_prefix("data:") {
             let rest = rest.strip_prefix(' ').unwrap_or(rest);
             match &mut data {
@@ -61,7 +133,7 @@ pub fn data_of(event: &[u8]) -> Option<String> {
             }
         }
     }
-    data
+    Ok(data)
 }
 
 /// An event carrying `data` as one line.
@@ -73,25 +145,70 @@ pub fn event(data: &str) -> Bytes {
 mod tests {
     use super::*;
 
+    fn push(s: &mut EventSplitter, chunk: &[u8]) -> Vec<Bytes> {
+        s.push(chunk).unwrap()
+    }
+
     #[test]
     fn events_split_across_chunks_come_out_whole() {
         let mut s = EventSplitter::default();
-        assert!(s.push(b"data: {\"a\"").is_empty());
-        let evs = s.push(b":1}\n\ndata: [DONE]\n\n");
+        assert!(push(&mut s, b"data: {\"a\"").is_empty());
+        let evs = push(&mut s, b":1}\n\ndata: [DONE]\n\n");
         assert_eq!(evs.len(), 2);
-        assert_eq!(data_of(&evs[0]).unwrap(), "{\"a\":1}");
-        assert_eq!(data_of(&evs[1]).unwrap(), "[DONE]");
+        assert_eq!(data_of(&evs[0]).unwrap().unwrap(), "{\"a\":1}");
+        assert_eq!(data_of(&evs[1]).unwrap().unwrap(), "[DONE]");
         assert!(s.finish().is_none());
     }
 
     #[test]
     fn crlf_and_comments_and_multiline_data() {
         let mut s = EventSplitter::default();
-        let evs = s.push(b": keep-alive\r\n\r\ndata: a\ndata: b\n\n");
+        let evs = push(&mut s, b": keep-alive\r\n\r\ndata: a\ndata: b\n\n");
         assert_eq!(evs.len(), 2);
-        assert_eq!(data_of(&evs[0]), None);
-        assert_eq!(data_of(&evs[1]).unwrap(), "a\nb");
-        s.push(b"data: tail");
+        assert_eq!(data_of(&evs[0]).unwrap(), None);
+        assert_eq!(data_of(&evs[1]).unwrap().unwrap(), "a\nb");
+        push(&mut s, b"data: tail");
         assert_eq!(&s.finish().unwrap()[..], b"data: tail");
+    }
+
+    #[test]
+    fn cr_alone_ends_lines_and_events_even_split_between_chunks() {
+        let mut s = EventSplitter::default();
+        let evs = push(&mut s, b"data: a\r\rdata: b\r");
+        assert_eq!(evs.len(), 1);
+        assert_eq!(data_of(&evs[0]).unwrap().unwrap(), "a");
+        // The CR at the end of the last chunk may start a CRLF: the boundary waits for it.
+        let evs = push(&mut s, b"\n\r\n");
+        assert_eq!(evs.len(), 1);
+        assert_eq!(data_of(&evs[0]).unwrap().unwrap(), "b");
+    }
+
+    #[test]
+    fn one_byte_at_a_time_gives_the_same_events() {
+        let stream = b"data: {\"x\":1}\r\n\r\n: c\n\ndata: y\rdata: z\r\r";
+        let mut whole = EventSplitter::default();
+        let expected = push(&mut whole, stream);
+        let mut s = EventSplitter::default();
+        let mut got = Vec::new();
+        for b in stream {
+            got.extend(push(&mut s, &[*b]));
+        }
+        assert_eq!(got, expected);
+        assert_eq!(got.len(), 3);
+    }
+
+    #[test]
+    fn an_endless_event_is_an_error_and_bad_utf8_is_reported() {
+        let mut s = EventSplitter::default();
+        let chunk = vec![b'x'; 64 * 1024];
+        let mut failed = false;
+        for _ in 0..20 {
+            if s.push(&chunk).is_err() {
+                failed = true;
+                break;
+            }
+        }
+        assert!(failed);
+        assert!(data_of(b"data: \xff\xfe").is_err());
     }
 }
