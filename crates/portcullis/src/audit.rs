@@ -109,6 +109,7 @@ impl Trail {
             upstream_ms: self.upstream_ms.map(|v| v as i64),
             stream: self.stream,
             verdicts: serde_json::to_value(&ctx.trace).unwrap_or_default(),
+            usage_estimated: self.usage_estimated,
             ..AuditRecord::default()
         }
     }

@@ -459,6 +459,7 @@ impl Books {
                 cost_micros: cost,
                 prompt_tokens: u.prompt_tokens as i64,
                 completion_tokens: u.completion_tokens as i64,
+                usage_estimated: spend.estimated(),
             };
             if let Err(e) = self.store.record_spend(&entry).await {
                 self.metrics

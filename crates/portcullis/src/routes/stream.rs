@@ -47,6 +47,8 @@ struct Relay<'a> {
     usage: Option<Usage>,
     /// Output tokens received so far, counted with the model's tokenizer.
     received: u64,
+    /// Some choice said why it finished: the answer is complete even without `[DONE]`.
+    finished: bool,
     encoding: tokens::Encoding,
 }
 
@@ -85,6 +87,7 @@ pub async fn relay(
         client_wants_usage,
         usage: None,
         received: 0,
+        finished: false,
         encoding: tokens::Encoding::for_model(&req.model),
     };
     let idle = Duration::from_secs(app.config.upstream.stream_idle_timeout_s.max(1));
@@ -146,6 +149,14 @@ pub async fn relay(
             },
             None => Ok(()),
         },
+        other => other,
+    };
+    // A stream that stops before any choice finished and without `[DONE]` was cut short.
+    let outcome = match outcome {
+        Ok(()) if !ended_cleanly && !relay.finished => Err(Stop::Failed(
+            ApiError::bad_gateway("The upstream stream ended before the answer was complete.")
+                .with_code("upstream_truncated"),
+        )),
         other => other,
     };
     ex.spent(match (relay.usage, &outcome) {
@@ -257,6 +268,7 @@ impl Relay<'_> {
             }
             let choice = index as usize;
             let last = !c["finish_reason"].is_null();
+            self.finished |= last;
             if let Some(text) = c["delta"]["content"].as_str().map(str::to_owned) {
                 self.count(&text);
                 if self.inspect {
@@ -269,7 +281,11 @@ impl Relay<'_> {
                     c["delta"]["content"] = Value::String(out);
                 }
             }
-            if let Some(calls) = c["delta"]["tool_calls"].as_array_mut() {
+            let calls = c
+                .get_mut("delta")
+                .and_then(|d| d.get_mut("tool_calls"))
+                .and_then(Value::as_array_mut);
+            if let Some(calls) = calls {
                 for call in calls.iter_mut() {
                     let i = call["index"].as_u64().unwrap_or(0);
                     if i >= MAX_TOOL_CALL {

@@ -3,6 +3,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![allow(dead_code)]
 
+pub mod fault_proxy;
+
 use std::io::Write;
 use std::net::TcpListener;
 use std::path::PathBuf;
