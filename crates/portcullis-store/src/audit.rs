@@ -44,6 +44,15 @@ pub struct AuditRecord {
     /// Order of writing (time, writer, counter).
     #[serde(default)]
     pub seq_id: String,
+    /// The token counts (and so the cost) are the gateway's estimate, not the upstream's
+    /// `usage` (a stream cut short, an upstream that sent none). Left out of the serialised
+    /// record when false, so digests of records written before this field existed still hold.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub usage_estimated: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// Which records to read.
@@ -85,13 +94,13 @@ const SPOOL_FILE: &str = "audit-spool.jsonl";
 
 const INSERT_HEAD: &str = "INSERT INTO audit (seq_id, request_id, time_ms, key_id, user_name, team, model, route, \
     status, outcome, error_code, prompt_tokens, completion_tokens, cached_tokens, cost_micros, \
-    latency_ms, upstream_ms, stream, verdicts, digest) VALUES";
-const COLUMNS: usize = 20;
+    latency_ms, upstream_ms, stream, verdicts, digest, usage_estimated) VALUES";
+const COLUMNS: usize = 21;
 
 impl Store {
     /// Writes records in one transaction, many rows per statement (idempotent by `seq_id`).
     pub async fn audit_insert(&self, records: &[AuditRecord]) -> Result<(), StoreError> {
-        const ROWS: usize = 40; // 40 × 20 parameters stays far below both backends' limits
+        const ROWS: usize = 40; // 40 × 21 parameters stays below both backends' limits (999)
         let mut tx = self.pool().begin().await?;
         for chunk in records.chunks(ROWS) {
             let mut sql = String::from(INSERT_HEAD);
@@ -129,7 +138,8 @@ impl Store {
                     .bind(r.upstream_ms)
                     .bind(i64::from(r.stream))
                     .bind(r.verdicts.to_string())
-                    .bind(r.digest.clone());
+                    .bind(r.digest.clone())
+                    .bind(i64::from(r.usage_estimated));
             }
             q.execute(&mut *tx).await?;
         }
@@ -142,16 +152,16 @@ impl Store {
         for chunk in spent.chunks(ROWS) {
             let mut sql = String::from(
                 "INSERT INTO spend (request_id, time_ms, key_id, user_name, team, model, cost_micros, \
-                 prompt_tokens, completion_tokens) VALUES",
+                 prompt_tokens, completion_tokens, usage_estimated) VALUES",
             );
             for i in 0..chunk.len() {
                 sql.push_str(if i == 0 { " (" } else { ", (" });
-                for c in 0..9 {
+                for c in 0..10 {
                     if c > 0 {
                         sql.push_str(", ");
                     }
                     sql.push('$');
-                    sql.push_str(&(i * 9 + c + 1).to_string());
+                    sql.push_str(&(i * 10 + c + 1).to_string());
                 }
                 sql.push(')');
             }
@@ -167,7 +177,8 @@ impl Store {
                     .bind(r.model.clone())
                     .bind(r.cost_micros)
                     .bind(r.prompt_tokens)
-                    .bind(r.completion_tokens);
+                    .bind(r.completion_tokens)
+                    .bind(i64::from(r.usage_estimated));
             }
             q.execute(&mut *tx).await?;
         }
@@ -180,7 +191,7 @@ impl Store {
         let mut sql = String::from(
             "SELECT seq_id, request_id, time_ms, key_id, user_name, team, model, route, status, outcome, \
              error_code, prompt_tokens, completion_tokens, cached_tokens, cost_micros, latency_ms, \
-             upstream_ms, stream, verdicts, digest FROM audit WHERE 1=1",
+             upstream_ms, stream, verdicts, digest, usage_estimated FROM audit WHERE 1=1",
         );
         let mut n = 0;
         let mut next = |col: &str, op: &str| {
@@ -247,6 +258,7 @@ impl Store {
                 stream: row.try_get::<i64, _>("stream")? != 0,
                 verdicts: serde_json::from_str(&verdicts).unwrap_or(serde_json::Value::Null),
                 digest: row.try_get("digest")?,
+                usage_estimated: row.try_get::<i64, _>("usage_estimated")? != 0,
             });
         }
         Ok(out)
@@ -467,5 +479,37 @@ fn spool_or_log(path: &PathBuf, records: &[AuditRecord]) {
     if let Err(e) = append_spool(path, records) {
         // Last resort: the log line carries the records so they still exist somewhere.
         tracing::error!(alert = "audit_spool_failed", error = %e, records = %serde_json::to_string(records).unwrap_or_default(), "cannot spool audit records");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_from_before_usage_estimated_keep_their_digests() {
+        // Written without the field, as every record before it existed: same JSON, same digest.
+        let old = AuditRecord {
+            request_id: "r".into(),
+            status: 200,
+            ..AuditRecord::default()
+        };
+        let json = serde_json::to_string(&old).unwrap();
+        assert!(!json.contains("usage_estimated"), "{json}");
+        // Spooled lines from older versions read back as "not estimated".
+        let back: AuditRecord = serde_json::from_str(&json).unwrap();
+        assert!(!back.usage_estimated);
+        assert_eq!(chain_digest(b"k", "", &back), chain_digest(b"k", "", &old));
+        // An estimated record says so, and its digest covers it.
+        let est = AuditRecord {
+            usage_estimated: true,
+            ..old.clone()
+        };
+        assert!(
+            serde_json::to_string(&est)
+                .unwrap()
+                .contains("\"usage_estimated\":true")
+        );
+        assert_ne!(chain_digest(b"k", "", &est), chain_digest(b"k", "", &old));
     }
 }

@@ -17,6 +17,8 @@ pub struct SpendEntry {
     pub cost_micros: i64,
     pub prompt_tokens: i64,
     pub completion_tokens: i64,
+    /// The tokens and cost are the gateway's estimate, not the upstream's `usage`.
+    pub usage_estimated: bool,
 }
 
 /// Whose spend to total.
@@ -45,6 +47,8 @@ pub struct SpendRow {
     pub prompt_tokens: i64,
     pub completion_tokens: i64,
     pub cost_micros: i64,
+    /// How many of `requests` were booked from estimated usage.
+    pub estimated_requests: i64,
 }
 
 impl Store {
@@ -52,8 +56,8 @@ impl Store {
     pub async fn record_spend(&self, e: &SpendEntry) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO spend (request_id, time_ms, key_id, user_name, team, model, cost_micros, \
-             prompt_tokens, completion_tokens) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-             ON CONFLICT (request_id) DO NOTHING",
+             prompt_tokens, completion_tokens, usage_estimated) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (request_id) DO NOTHING",
         )
         .bind(&e.request_id)
         .bind(e.time_ms)
@@ -64,6 +68,7 @@ impl Store {
         .bind(e.cost_micros)
         .bind(e.prompt_tokens)
         .bind(e.completion_tokens)
+        .bind(i64::from(e.usage_estimated))
         .execute(self.pool())
         .await?;
         Ok(())
@@ -112,8 +117,8 @@ impl Store {
         };
         let rows = sqlx::query(&format!(
             "SELECT {col} AS grp, CAST(COUNT(*) AS BIGINT) AS n, CAST(SUM(prompt_tokens) AS BIGINT) AS p, \
-             CAST(SUM(completion_tokens) AS BIGINT) AS c, CAST(SUM(cost_micros) AS BIGINT) AS cost \
-             FROM spend WHERE time_ms >= $1 GROUP BY {col} ORDER BY cost DESC, grp"
+             CAST(SUM(completion_tokens) AS BIGINT) AS c, CAST(SUM(cost_micros) AS BIGINT) AS cost, \
+             CAST(SUM(usage_estimated) AS BIGINT) AS est FROM spend WHERE time_ms >= $1 GROUP BY {col} ORDER BY cost DESC, grp"
         ))
         .bind(since_ms)
         .fetch_all(self.pool())
@@ -126,6 +131,7 @@ impl Store {
                     prompt_tokens: r.try_get("p")?,
                     completion_tokens: r.try_get("c")?,
                     cost_micros: r.try_get("cost")?,
+                    estimated_requests: r.try_get("est")?,
                 })
             })
             .collect()

@@ -6,7 +6,9 @@
 //! It depends on no other Portcullis crate: records arrive as plain structs, ready to store.
 //!
 //! # Layout
-//! - [`open`] / [`Store`]: connection, migrations, schema isolation (`?schema=NAME` on PostgreSQL).
+//! - [`open`] / [`Store`]: connection, schema isolation (`?schema=NAME` on PostgreSQL).
+//! - `migrate`: tables created if missing, columns added to files and schemas made by older
+//!   versions.
 //! - [`keys`]: `pk-…` keys stored as SHA-256 hashes, a short authentication cache.
 //! - [`audit`]: records, queries, the tamper-evident digest chain, the spooling [`AuditWriter`].
 //! - [`ledger`]: spend per request, totals per scope and period, reports.
@@ -14,6 +16,7 @@
 pub mod audit;
 pub mod keys;
 pub mod ledger;
+mod migrate;
 
 pub use audit::{AuditFilter, AuditRecord, AuditWriter, SpoolConfig};
 pub use keys::{CreatedKey, KeyRecord, NewKey};
@@ -61,59 +64,6 @@ impl std::fmt::Debug for Store {
             .finish()
     }
 }
-
-const MIGRATION: &str = r#"
-CREATE TABLE IF NOT EXISTS keys (
-    id TEXT PRIMARY KEY,
-    hash TEXT NOT NULL UNIQUE,
-    prefix TEXT NOT NULL,
-    user_name TEXT NOT NULL,
-    team TEXT,
-    service BIGINT NOT NULL DEFAULT 0,
-    limits TEXT NOT NULL DEFAULT '{}',
-    created_ms BIGINT NOT NULL,
-    revoked_ms BIGINT
-);
-CREATE TABLE IF NOT EXISTS audit (
-    seq_id TEXT PRIMARY KEY,
-    request_id TEXT NOT NULL,
-    time_ms BIGINT NOT NULL,
-    key_id TEXT,
-    user_name TEXT,
-    team TEXT,
-    model TEXT,
-    route TEXT,
-    status BIGINT NOT NULL,
-    outcome TEXT NOT NULL,
-    error_code TEXT,
-    prompt_tokens BIGINT NOT NULL DEFAULT 0,
-    completion_tokens BIGINT NOT NULL DEFAULT 0,
-    cached_tokens BIGINT NOT NULL DEFAULT 0,
-    cost_micros BIGINT NOT NULL DEFAULT 0,
-    latency_ms BIGINT NOT NULL DEFAULT 0,
-    upstream_ms BIGINT,
-    stream BIGINT NOT NULL DEFAULT 0,
-    verdicts TEXT NOT NULL DEFAULT '[]',
-    digest TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS audit_time ON audit (time_ms);
-CREATE INDEX IF NOT EXISTS audit_user ON audit (user_name, time_ms);
-CREATE TABLE IF NOT EXISTS spend (
-    request_id TEXT PRIMARY KEY,
-    time_ms BIGINT NOT NULL,
-    key_id TEXT,
-    user_name TEXT,
-    team TEXT,
-    model TEXT,
-    cost_micros BIGINT NOT NULL,
-    prompt_tokens BIGINT NOT NULL DEFAULT 0,
-    completion_tokens BIGINT NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS spend_key ON spend (key_id, time_ms);
-CREATE INDEX IF NOT EXISTS spend_user ON spend (user_name, time_ms);
-CREATE INDEX IF NOT EXISTS spend_team ON spend (team, time_ms);
-CREATE INDEX IF NOT EXISTS spend_time ON spend (time_ms);
-"#;
 
 /// Splits `?schema=NAME` off a PostgreSQL URL.
 fn split_schema(url: &str) -> (String, Option<String>) {
@@ -204,13 +154,7 @@ pub async fn open(url: &str) -> Result<Store, StoreError> {
         });
     }
     let pool = opts.connect(&url).await?;
-    for stmt in MIGRATION
-        .split(';')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-    {
-        pool.execute(stmt).await?;
-    }
+    migrate::run(&pool, backend).await?;
     Ok(Store {
         pool,
         backend,

@@ -5,6 +5,16 @@
 use portcullis_store::*;
 use std::time::Duration;
 
+mod audit_log;
+mod keys;
+mod ledger;
+mod migration;
+
+use audit_log::audit_suite;
+use keys::keys_suite;
+use ledger::ledger_suite;
+use migration::migration_suite;
+
 const PG: &str = "postgres://postgres@127.0.0.1:5432/test";
 
 /// A PostgreSQL schema that exists for one test and is dropped after it.
@@ -75,222 +85,6 @@ fn record(id: &str, user: &str, outcome: &str, time: i64) -> AuditRecord {
     }
 }
 
-async fn keys_suite(store: &Store) {
-    let created = store
-        .create_key(NewKey {
-            user: "alice".into(),
-            team: Some("research".into()),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    assert!(created.secret.starts_with("pk-") && created.secret.len() >= 40);
-    let rec = store.authenticate(&created.secret).await.unwrap().unwrap();
-    assert_eq!(
-        (rec.user.as_str(), rec.team.as_deref(), rec.service),
-        ("alice", Some("research"), false)
-    );
-    // Unknown and near-miss secrets are refused.
-    assert!(store.authenticate("pk-nope").await.unwrap().is_none());
-    let mut near = created.secret.clone();
-    near.pop();
-    near.push('x');
-    assert!(store.authenticate(&near).await.unwrap().is_none());
-    // Lists never carry secrets.
-    let list = store.list_keys().await.unwrap();
-    assert_eq!(list.len(), 1);
-    assert!(
-        !serde_json::to_string(&list)
-            .unwrap()
-            .contains(&created.secret)
-    );
-    // Revocation takes effect at once in this process, cache included.
-    store.revoke_key(&created.id).await.unwrap();
-    assert!(store.authenticate(&created.secret).await.unwrap().is_none());
-    assert!(store.list_keys().await.unwrap()[0].revoked);
-    assert!(matches!(
-        store.revoke_key("key_missing").await,
-        Err(StoreError::NoSuchKey(_))
-    ));
-    // Limits attach to keys.
-    let svc = store
-        .create_key(NewKey {
-            user: "app".into(),
-            service: true,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    store
-        .update_key_limits(&svc.id, &serde_json::json!({"rpm": 5}))
-        .await
-        .unwrap();
-    let rec = store.authenticate(&svc.secret).await.unwrap().unwrap();
-    assert!(rec.service);
-    assert_eq!(rec.limits["rpm"], 5);
-}
-
-async fn audit_suite(store: &Store, spool: &std::path::Path) {
-    let w = AuditWriter::spawn(
-        store.clone(),
-        SpoolConfig {
-            dir: spool.to_owned(),
-            ..Default::default()
-        },
-    );
-    for i in 0..10 {
-        w.submit(record(
-            &format!("req_{i}"),
-            if i % 2 == 0 { "bob" } else { "eve" },
-            if i < 7 { "allowed" } else { "blocked" },
-            1_000 + i,
-        ));
-    }
-    w.close().await;
-    let all = store.audit_query(&AuditFilter::default()).await.unwrap();
-    assert_eq!(all.len(), 10);
-    assert_eq!(all[0].request_id, "req_0");
-    assert_eq!(all[9].request_id, "req_9");
-    assert_eq!(all[3].verdicts[0]["guard"], "size");
-    // The chain links every record to the previous one.
-    let key = SpoolConfig::default().chain_key;
-    let mut prev = String::new();
-    for r in &all {
-        assert_eq!(
-            r.digest,
-            audit::chain_digest(&key, &prev, r),
-            "chain broken at {}",
-            r.request_id
-        );
-        prev = r.digest.clone();
-    }
-    let mut tampered = all[4].clone();
-    assert_eq!(tampered.outcome, "allowed");
-    tampered.status = 403;
-    tampered.outcome = "blocked".into();
-    assert_ne!(
-        audit::chain_digest(&key, &all[3].digest, &tampered),
-        all[4].digest,
-        "an edited record no longer matches its digest"
-    );
-    let bob = store
-        .audit_query(&AuditFilter {
-            user: Some("bob".into()),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    assert_eq!(bob.len(), 5);
-    let blocked = store
-        .audit_query(&AuditFilter {
-            outcome: Some("blocked".into()),
-            since_ms: Some(1_008),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    assert_eq!(
-        blocked
-            .iter()
-            .map(|r| r.request_id.as_str())
-            .collect::<Vec<_>>(),
-        ["req_8", "req_9"]
-    );
-    let last2 = store
-        .audit_query(&AuditFilter {
-            limit: Some(2),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    assert_eq!(last2.len(), 2);
-    // Every record that used tokens is booked in the spend ledger by the same writer.
-    let booked: i64 = store
-        .spend_report(GroupBy::User, 0)
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.requests)
-        .sum();
-    assert_eq!(booked, 10);
-    assert_eq!(last2[1].request_id, "req_9");
-}
-
-async fn ledger_suite(store: &Store) {
-    let e = |id: &str, user: &str, team: &str, model: &str, cost: i64, t: i64| SpendEntry {
-        request_id: id.into(),
-        time_ms: t,
-        key_id: Some(format!("key_{user}")),
-        user: Some(user.into()),
-        team: Some(team.into()),
-        model: Some(model.into()),
-        cost_micros: cost,
-        prompt_tokens: 10,
-        completion_tokens: 5,
-    };
-    store
-        .record_spend(&e("r1", "ann", "red", "gpt-4o", 1_250, 100))
-        .await
-        .unwrap();
-    store
-        .record_spend(&e("r2", "ann", "red", "gpt-4o-mini", 75, 200))
-        .await
-        .unwrap();
-    store
-        .record_spend(&e("r3", "ben", "blue", "gpt-4o", 10_000, 300))
-        .await
-        .unwrap();
-    // Idempotent by request id.
-    store
-        .record_spend(&e("r1", "ann", "red", "gpt-4o", 1_250, 100))
-        .await
-        .unwrap();
-    assert_eq!(
-        store
-            .spend_total(&SpendScope::User("ann".into()), 0)
-            .await
-            .unwrap(),
-        1_325
-    );
-    assert_eq!(
-        store
-            .spend_total(&SpendScope::User("ann".into()), 150)
-            .await
-            .unwrap(),
-        75
-    );
-    assert_eq!(
-        store
-            .spend_total(&SpendScope::Team("blue".into()), 0)
-            .await
-            .unwrap(),
-        10_000
-    );
-    assert_eq!(
-        store
-            .spend_total(&SpendScope::Key("key_ann".into()), 0)
-            .await
-            .unwrap(),
-        1_325
-    );
-    assert_eq!(
-        store.spend_total(&SpendScope::Global, 0).await.unwrap(),
-        11_325
-    );
-    assert_eq!(
-        store
-            .spend_total(&SpendScope::User("nobody".into()), 0)
-            .await
-            .unwrap(),
-        0
-    );
-    let by_model = store.spend_report(GroupBy::Model, 0).await.unwrap();
-    assert_eq!(by_model[0].group.as_deref(), Some("gpt-4o"));
-    assert_eq!((by_model[0].requests, by_model[0].cost_micros), (2, 11_250));
-    let by_user = store.spend_report(GroupBy::User, 0).await.unwrap();
-    assert_eq!(by_user.len(), 2);
-}
-
 mod sqlite {
     use super::*;
 
@@ -314,6 +108,12 @@ mod sqlite {
     async fn ledger() {
         let d = tempfile::tempdir().unwrap();
         ledger_suite(&open(&url(&d)).await.unwrap()).await;
+    }
+
+    #[tokio::test]
+    async fn a_first_release_file_is_migrated() {
+        let d = tempfile::tempdir().unwrap();
+        migration_suite(&migration::legacy_sqlite(d.path()).await).await;
     }
 
     #[tokio::test]
@@ -358,6 +158,12 @@ mod postgres {
     async fn ledger() {
         let s = PgSchema::new();
         ledger_suite(&open(&s.url()).await.unwrap()).await;
+    }
+
+    #[tokio::test]
+    async fn a_first_release_schema_is_migrated() {
+        let s = PgSchema::new();
+        migration_suite(&migration::legacy_postgres(&s).await).await;
     }
 
     /// A TCP proxy in front of PostgreSQL that the test can cut and restore.

@@ -1,0 +1,115 @@
+//! The schema: tables created if missing (the current shape), then columns that later
+//! versions added, added to tables an older version created — on SQLite files and PostgreSQL
+//! schemas alike, safe to run by several processes at once.
+
+use crate::{Backend, StoreError};
+use sqlx::{AnyPool, Executor};
+
+const MIGRATION: &str = r#"
+CREATE TABLE IF NOT EXISTS keys (
+    id TEXT PRIMARY KEY,
+    hash TEXT NOT NULL UNIQUE,
+    prefix TEXT NOT NULL,
+    user_name TEXT NOT NULL,
+    team TEXT,
+    service BIGINT NOT NULL DEFAULT 0,
+    limits TEXT NOT NULL DEFAULT '{}',
+    created_ms BIGINT NOT NULL,
+    revoked_ms BIGINT
+);
+CREATE TABLE IF NOT EXISTS audit (
+    seq_id TEXT PRIMARY KEY,
+    request_id TEXT NOT NULL,
+    time_ms BIGINT NOT NULL,
+    key_id TEXT,
+    user_name TEXT,
+    team TEXT,
+    model TEXT,
+    route TEXT,
+    status BIGINT NOT NULL,
+    outcome TEXT NOT NULL,
+    error_code TEXT,
+    prompt_tokens BIGINT NOT NULL DEFAULT 0,
+    completion_tokens BIGINT NOT NULL DEFAULT 0,
+    cached_tokens BIGINT NOT NULL DEFAULT 0,
+    cost_micros BIGINT NOT NULL DEFAULT 0,
+    latency_ms BIGINT NOT NULL DEFAULT 0,
+    upstream_ms BIGINT,
+    stream BIGINT NOT NULL DEFAULT 0,
+    verdicts TEXT NOT NULL DEFAULT '[]',
+    digest TEXT NOT NULL,
+    usage_estimated BIGINT NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS audit_time ON audit (time_ms);
+CREATE INDEX IF NOT EXISTS audit_user ON audit (user_name, time_ms);
+CREATE TABLE IF NOT EXISTS spend (
+    request_id TEXT PRIMARY KEY,
+    time_ms BIGINT NOT NULL,
+    key_id TEXT,
+    user_name TEXT,
+    team TEXT,
+    model TEXT,
+    cost_micros BIGINT NOT NULL,
+    prompt_tokens BIGINT NOT NULL DEFAULT 0,
+    completion_tokens BIGINT NOT NULL DEFAULT 0,
+    usage_estimated BIGINT NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS spend_key ON spend (key_id, time_ms);
+CREATE INDEX IF NOT EXISTS spend_user ON spend (user_name, time_ms);
+CREATE INDEX IF NOT EXISTS spend_team ON spend (team, time_ms);
+CREATE INDEX IF NOT EXISTS spend_time ON spend (time_ms);
+"#;
+
+/// Columns added after the first release: `(table, column, declaration)`. Append only.
+const ADDED: &[(&str, &str, &str)] = &[
+    ("audit", "usage_estimated", "BIGINT NOT NULL DEFAULT 0"),
+    ("spend", "usage_estimated", "BIGINT NOT NULL DEFAULT 0"),
+];
+
+/// Brings the schema behind `pool` up to date.
+pub(crate) async fn run(pool: &AnyPool, backend: Backend) -> Result<(), StoreError> {
+    for stmt in MIGRATION
+        .split(';')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        pool.execute(stmt).await?;
+    }
+    for (table, column, decl) in ADDED {
+        ensure_column(pool, backend, table, column, decl).await?;
+    }
+    Ok(())
+}
+
+/// Whether `table` has `column` (a query naming a missing column fails on both backends).
+async fn has_column(pool: &AnyPool, table: &str, column: &str) -> bool {
+    sqlx::query(&format!("SELECT {column} FROM {table} WHERE 1 = 0"))
+        .fetch_optional(pool)
+        .await
+        .is_ok()
+}
+
+/// Adds `column` to `table` unless it is there (another process may add it meanwhile).
+async fn ensure_column(
+    pool: &AnyPool,
+    backend: Backend,
+    table: &str,
+    column: &str,
+    decl: &str,
+) -> Result<(), StoreError> {
+    if has_column(pool, table, column).await {
+        return Ok(());
+    }
+    // SQLite has no ADD COLUMN IF NOT EXISTS; a lost race shows up as an error we re-check.
+    let sql = match backend {
+        Backend::Postgres => {
+            format!("ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {decl}")
+        }
+        Backend::Sqlite => format!("ALTER TABLE {table} ADD COLUMN {column} {decl}"),
+    };
+    match pool.execute(sql.as_str()).await {
+        Ok(_) => Ok(()),
+        Err(_) if has_column(pool, table, column).await => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
