@@ -350,7 +350,7 @@ impl AuditWriter {
         let mut chain = Chain {
             key: config.chain_key.clone(),
             prev: String::new(),
-            writer: hex::encode(crate::random_bytes::<4>()),
+            writer: crate::unique_tag::<4>(),
             counter: 0,
         };
         let task = tokio::spawn(async move {
@@ -428,7 +428,7 @@ impl AuditWriter {
         r.seq_id = format!(
             "{:013}-overflow-{}",
             r.time.max(0),
-            hex::encode(crate::random_bytes::<6>())
+            crate::unique_tag::<6>()
         );
         spool_or_log(&self.spool, &[r]);
     }

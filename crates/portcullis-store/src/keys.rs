@@ -1,18 +1,14 @@
 //! Gateway keys: `pk-` + 256 random bits, shown once, stored only as a SHA-256 hash, compared
-//! in constant time, and cached briefly because authentication sits on every request.
+//! in constant time, and cached briefly because authentication sits on every request (see
+//! [`crate::key_cache`]: hits, misses, one query per key at a time).
 
-use crate::{Store, StoreError, now_ms, random_bytes};
+use crate::key_cache::Cached;
+pub use crate::key_cache::{CACHE_TTL, MISS_TTL};
+use crate::{Fill, Store, StoreError, now_ms, random_with};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sqlx::Row;
-use std::collections::HashMap;
-use std::sync::RwLock;
-use std::time::{Duration, Instant};
 use subtle::ConstantTimeEq;
-
-/// How long a successful authentication is trusted without asking the database again. A
-/// revocation made by another process takes effect within this time.
-pub const CACHE_TTL: Duration = Duration::from_secs(5);
 
 /// What to create.
 #[derive(Debug, Clone, Default)]
@@ -46,11 +42,6 @@ pub struct KeyRecord {
     pub revoked: bool,
 }
 
-#[derive(Default)]
-pub(crate) struct Cache {
-    entries: RwLock<HashMap<[u8; 32], (KeyRecord, Instant)>>,
-}
-
 fn hash(secret: &str) -> [u8; 32] {
     Sha256::digest(secret.as_bytes()).into()
 }
@@ -63,6 +54,13 @@ fn base62(bytes: &[u8]) -> String {
         .iter()
         .map(|b| ALPHABET[(*b as usize) % 62] as char)
         .collect()
+}
+
+/// A fresh key id and secret from `fill`; an error if `fill` fails (never a weaker fallback).
+pub(crate) fn generate(fill: Fill) -> Result<CreatedKey, StoreError> {
+    let secret = format!("pk-{}", base62(&random_with::<48>(fill)?));
+    let id = format!("key_{}", hex::encode(random_with::<8>(fill)?));
+    Ok(CreatedKey { id, secret })
 }
 
 fn record(row: &sqlx::any::AnyRow) -> Result<KeyRecord, StoreError> {
@@ -82,10 +80,10 @@ fn record(row: &sqlx::any::AnyRow) -> Result<KeyRecord, StoreError> {
 const COLUMNS: &str = "id, hash, prefix, user_name, team, service, limits, created_ms, revoked_ms";
 
 impl Store {
-    /// Creates a key for `new`; the returned secret is not stored anywhere.
+    /// Creates a key for `new`; the returned secret is not stored anywhere. Fails with
+    /// [`StoreError::Rng`] (nothing stored) if the OS random source fails.
     pub async fn create_key(&self, new: NewKey) -> Result<CreatedKey, StoreError> {
-        let secret = format!("pk-{}", base62(&random_bytes::<48>()));
-        let id = format!("key_{}", hex::encode(random_bytes::<8>()));
+        let CreatedKey { id, secret } = generate(getrandom::fill)?;
         let limits = if new.limits.is_null() {
             "{}".to_owned()
         } else {
@@ -108,15 +106,27 @@ impl Store {
         Ok(CreatedKey { id, secret })
     }
 
-    /// The live key a secret belongs to; `None` for unknown or revoked keys.
+    /// The live key a secret belongs to; `None` for unknown or revoked keys. Answers are
+    /// cached ([`CACHE_TTL`] for keys found, [`MISS_TTL`] for keys not found), and concurrent
+    /// calls for one secret share one database query.
     pub async fn authenticate(&self, secret: &str) -> Result<Option<KeyRecord>, StoreError> {
         let h = hash(secret);
-        if let Ok(cache) = self.keys.entries.read()
-            && let Some((rec, at)) = cache.get(&h)
-            && at.elapsed() < CACHE_TTL
-        {
-            return Ok(Some(rec.clone()));
+        match self.keys.get(&h) {
+            Cached::Hit(rec) => return Ok(Some(rec)),
+            Cached::Miss => return Ok(None),
+            Cached::Unknown => {}
         }
+        self.keys.single_flight(h, || self.lookup(h)).await
+    }
+
+    /// Authentications that reached the database (cache misses) since the store was opened,
+    /// for metrics: a steady climb under a flood of bogus keys means distinct keys.
+    pub fn key_lookups(&self) -> u64 {
+        self.keys.lookups()
+    }
+
+    /// The live key stored under hash `h`, from the database.
+    async fn lookup(&self, h: [u8; 32]) -> Result<Option<KeyRecord>, StoreError> {
         let row = sqlx::query(&format!("SELECT {COLUMNS} FROM keys WHERE hash = $1"))
             .bind(hex::encode(h))
             .fetch_optional(self.pool())
@@ -130,16 +140,7 @@ impl Store {
             return Ok(None);
         }
         let rec = record(&row)?;
-        if rec.revoked {
-            return Ok(None);
-        }
-        if let Ok(mut cache) = self.keys.entries.write() {
-            if cache.len() > 100_000 {
-                cache.clear();
-            }
-            cache.insert(h, (rec.clone(), Instant::now()));
-        }
-        Ok(Some(rec))
+        Ok((!rec.revoked).then_some(rec))
     }
 
     /// Every key, newest first.
@@ -175,9 +176,7 @@ impl Store {
         if done.rows_affected() == 0 {
             self.get_key(id).await?;
         }
-        if let Ok(mut cache) = self.keys.entries.write() {
-            cache.retain(|_, (rec, _)| rec.id != id);
-        }
+        self.keys.forget_key(id);
         Ok(())
     }
 
@@ -195,9 +194,22 @@ impl Store {
         if done.rows_affected() == 0 {
             return Err(StoreError::NoSuchKey(id.to_owned()));
         }
-        if let Ok(mut cache) = self.keys.entries.write() {
-            cache.retain(|_, (rec, _)| rec.id != id);
-        }
+        self.keys.forget_key(id);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_refused_when_the_random_source_fails() {
+        let broken: Fill = |_| Err(getrandom::Error::UNSUPPORTED);
+        assert!(matches!(generate(broken), Err(StoreError::Rng(_))));
+        let k = generate(getrandom::fill).unwrap();
+        assert!(k.secret.starts_with("pk-") && k.secret.len() == 51);
+        assert!(k.id.starts_with("key_") && k.id.len() == 20);
+        assert_ne!(generate(getrandom::fill).unwrap().secret, k.secret);
     }
 }

@@ -9,16 +9,20 @@
 //! - [`open`] / [`Store`]: connection, schema isolation (`?schema=NAME` on PostgreSQL).
 //! - `migrate`: tables created if missing, columns added to files and schemas made by older
 //!   versions.
-//! - [`keys`]: `pk-…` keys stored as SHA-256 hashes, a short authentication cache.
+//! - [`keys`]: `pk-…` keys stored as SHA-256 hashes, made only from the OS random source.
+//! - [`key_cache`]: the authentication cache — hits and misses kept briefly, one query per key
+//!   at a time, at most half the pool busy with lookups.
 //! - [`audit`]: records, queries, the tamper-evident digest chain, the spooling [`AuditWriter`].
 //! - [`ledger`]: spend per request, totals per scope and period, reports.
 
 pub mod audit;
+pub mod key_cache;
 pub mod keys;
 pub mod ledger;
 mod migrate;
 
 pub use audit::{AuditFilter, AuditRecord, AuditWriter, SpoolConfig};
+pub use key_cache::CacheClock;
 pub use keys::{CreatedKey, KeyRecord, NewKey};
 pub use ledger::{GroupBy, SpendEntry, SpendRow, SpendScope};
 
@@ -40,6 +44,11 @@ pub enum StoreError {
     Io(#[from] std::io::Error),
     #[error("bad stored data: {0}")]
     Data(String),
+    /// The OS random source failed; no key is made from a weaker one.
+    #[error(
+        "the operating system's random source failed ({0}); refusing to create a key without it"
+    )]
+    Rng(String),
 }
 
 /// Which database a store talks to.
@@ -54,7 +63,9 @@ pub enum Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
-    keys: Arc<keys::Cache>,
+    keys: Arc<key_cache::Cache>,
+    /// Lookups the key cache may run at once (half the pool).
+    lookup_slots: usize,
 }
 
 impl std::fmt::Debug for Store {
@@ -123,9 +134,10 @@ pub async fn open(url: &str) -> Result<Store, StoreError> {
     } else {
         return Err(StoreError::Url(url.to_owned()));
     };
+    let pool_size = if backend == Backend::Sqlite { 4 } else { 16 };
     let mut opts = AnyPoolOptions::new()
         .acquire_timeout(Duration::from_secs(5))
-        .max_connections(if backend == Backend::Sqlite { 4 } else { 16 });
+        .max_connections(pool_size);
     if backend == Backend::Sqlite {
         opts = opts.after_connect(|conn, _| {
             Box::pin(async move {
@@ -155,14 +167,26 @@ pub async fn open(url: &str) -> Result<Store, StoreError> {
     }
     let pool = opts.connect(&url).await?;
     migrate::run(&pool, backend).await?;
+    let lookup_slots = (pool_size as usize / 2).max(1);
     Ok(Store {
         pool,
         backend,
-        keys: Arc::new(keys::Cache::default()),
+        keys: Arc::new(key_cache::Cache::new(
+            Arc::new(std::time::Instant::now),
+            lookup_slots,
+        )),
+        lookup_slots,
     })
 }
 
 impl Store {
+    /// This store with an empty key cache reading `clock` (tests move time by hand); call it
+    /// right after [`open`], before the handle is cloned.
+    pub fn with_cache_clock(mut self, clock: CacheClock) -> Store {
+        self.keys = Arc::new(key_cache::Cache::new(clock, self.lookup_slots));
+        self
+    }
+
     /// Which backend this is.
     pub fn backend(&self) -> Backend {
         self.backend
@@ -192,24 +216,55 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// `n` random bytes from the OS.
-pub(crate) fn random_bytes<const N: usize>() -> [u8; N] {
+/// How the store asks for random bytes: the OS source in production, a stand-in in tests.
+pub(crate) type Fill = fn(&mut [u8]) -> Result<(), getrandom::Error>;
+
+/// `N` random bytes from `fill`, or [`StoreError::Rng`] when it fails: secrets are never
+/// made from anything weaker (a clock is guessable), so the caller must refuse.
+pub(crate) fn random_with<const N: usize>(fill: Fill) -> Result<[u8; N], StoreError> {
     let mut b = [0u8; N];
-    if getrandom::fill(&mut b).is_err() {
-        // The OS RNG never fails on supported platforms; fall back to time-derived bytes
-        // rather than panic, and hash them so they are at least unpredictable-looking.
-        use sha2::Digest;
-        let h = sha2::Sha256::digest(now_ms().to_le_bytes());
-        for (i, x) in b.iter_mut().enumerate() {
-            *x = h[i % 32];
+    fill(&mut b).map_err(|e| StoreError::Rng(e.to_string()))?;
+    Ok(b)
+}
+
+/// `N` random bytes from the OS, or [`StoreError::Rng`].
+pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N], StoreError> {
+    random_with(getrandom::fill)
+}
+
+/// A tag of `N` bytes (hex) unique with overwhelming odds, for ids that are not secrets (audit
+/// writers, overflow records): random if the OS source answers, else derived from the clock,
+/// the process id and a counter — so ids keep working, and nothing secret relies on them.
+pub(crate) fn unique_tag<const N: usize>() -> String {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    match random_bytes::<N>() {
+        Ok(b) => hex::encode(b),
+        Err(_) => {
+            use sha2::Digest;
+            let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let seed = format!("{}:{}:{n}", now_ms(), std::process::id());
+            let h = sha2::Sha256::digest(seed.as_bytes());
+            hex::encode(&h[..N.min(32)])
         }
     }
-    b
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failing_random_source_is_refused_not_replaced() {
+        let broken: Fill = |_| Err(getrandom::Error::UNSUPPORTED);
+        assert!(matches!(random_with::<48>(broken), Err(StoreError::Rng(_))));
+        let sevens: Fill = |b| {
+            b.fill(7);
+            Ok(())
+        };
+        assert_eq!(random_with::<3>(sevens).unwrap(), [7, 7, 7]);
+        assert_ne!(random_bytes::<16>().unwrap(), [0; 16]);
+        assert_eq!(unique_tag::<4>().len(), 8);
+    }
 
     #[test]
     fn schema_is_split_off_postgres_urls() {

@@ -1,6 +1,10 @@
 //! Keys: creation, authentication, revocation, limits; the cache in front of them.
 
 use super::*;
+use portcullis_store::keys::{CACHE_TTL, MISS_TTL};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 pub async fn keys_suite(store: &Store) {
     let created = store
@@ -58,4 +62,78 @@ pub async fn keys_suite(store: &Store) {
     let rec = store.authenticate(&svc.secret).await.unwrap().unwrap();
     assert!(rec.service);
     assert_eq!(rec.limits["rpm"], 5);
+}
+
+/// A clock for the key cache that the test moves by hand.
+fn manual_clock() -> (CacheClock, Arc<AtomicU64>) {
+    let start = Instant::now();
+    let ms = Arc::new(AtomicU64::new(0));
+    let m = ms.clone();
+    (
+        Arc::new(move || start + Duration::from_millis(m.load(Ordering::SeqCst))),
+        ms,
+    )
+}
+
+/// Authenticates `secret` `n` times at once on clones of `store`.
+async fn at_once(store: &Store, secret: &str, n: usize) -> Vec<Option<KeyRecord>> {
+    let tasks: Vec<_> = (0..n)
+        .map(|_| {
+            let (s, k) = (store.clone(), secret.to_owned());
+            tokio::spawn(async move { s.authenticate(&k).await.unwrap() })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
+}
+
+/// Misses are cached briefly, concurrent lookups of one key share one query, and a key
+/// revoked by another process stops working within the cache's TTL.
+pub async fn key_cache_suite(url: &str) {
+    let (clock, ms) = manual_clock();
+    let store = open(url).await.unwrap().with_cache_clock(clock.clone());
+    let replica = open(url).await.unwrap().with_cache_clock(clock);
+    // A flood of one bogus key: one database query, however many arrive at once or after.
+    let bogus = "pk-0000000000000000000000000000000000000000000000bogus";
+    assert!(at_once(&store, bogus, 64).await.iter().all(Option::is_none));
+    assert!(at_once(&store, bogus, 16).await.iter().all(Option::is_none));
+    assert_eq!(store.key_lookups(), 1);
+    // Once the miss has aged out, the database is asked again (once).
+    ms.fetch_add(MISS_TTL.as_millis() as u64, Ordering::SeqCst);
+    assert!(at_once(&store, bogus, 16).await.iter().all(Option::is_none));
+    assert_eq!(store.key_lookups(), 2);
+    // A live key: one query for many concurrent requests, then served from the cache.
+    let k = store
+        .create_key(NewKey {
+            user: "carol".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let found = at_once(&store, &k.secret, 64).await;
+    assert!(
+        found
+            .iter()
+            .all(|r| r.as_ref().is_some_and(|r| r.id == k.id))
+    );
+    assert_eq!(store.key_lookups(), 3);
+    // The other replica caches it too; this one revokes it: refused here at once, and there
+    // as soon as its cached entry is CACHE_TTL old.
+    assert!(replica.authenticate(&k.secret).await.unwrap().is_some());
+    store.revoke_key(&k.id).await.unwrap();
+    assert!(store.authenticate(&k.secret).await.unwrap().is_none());
+    ms.fetch_add(CACHE_TTL.as_millis() as u64, Ordering::SeqCst);
+    assert!(replica.authenticate(&k.secret).await.unwrap().is_none());
+    // A revoked key is remembered as a miss: repeated tries do not reach the database.
+    let before = replica.key_lookups();
+    assert!(
+        at_once(&replica, &k.secret, 16)
+            .await
+            .iter()
+            .all(Option::is_none)
+    );
+    assert_eq!(replica.key_lookups(), before);
 }

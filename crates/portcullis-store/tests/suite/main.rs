@@ -11,7 +11,7 @@ mod ledger;
 mod migration;
 
 use audit_log::audit_suite;
-use keys::keys_suite;
+use keys::{key_cache_suite, keys_suite};
 use ledger::ledger_suite;
 use migration::migration_suite;
 
@@ -110,6 +110,12 @@ mod sqlite {
         ledger_suite(&open(&url(&d)).await.unwrap()).await;
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn key_cache() {
+        let d = tempfile::tempdir().unwrap();
+        key_cache_suite(&url(&d)).await;
+    }
+
     #[tokio::test]
     async fn a_first_release_file_is_migrated() {
         let d = tempfile::tempdir().unwrap();
@@ -158,6 +164,12 @@ mod postgres {
     async fn ledger() {
         let s = PgSchema::new();
         ledger_suite(&open(&s.url()).await.unwrap()).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn key_cache() {
+        let s = PgSchema::new();
+        key_cache_suite(&s.url()).await;
     }
 
     #[tokio::test]
