@@ -382,8 +382,14 @@ macro_rules! budget_suite {
                     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                     async fn $case() {
                         let rig: budget_suite::Rig = $make.await;
-                        budget_suite::$case(&rig).await;
-                        $finish(rig.prefix.clone()).await;
+                        let prefix = rig.prefix.clone();
+                        // Run the case as a task so that cleanup happens even if it fails.
+                        let run = tokio::spawn(async move { budget_suite::$case(&rig).await });
+                        let outcome = run.await;
+                        $finish(prefix).await;
+                        if let Err(e) = outcome {
+                            std::panic::resume_unwind(e.into_panic());
+                        }
                     }
                 };
             }
