@@ -21,7 +21,8 @@
 //!   database round trip is needed for the rest of the period.
 //! - Soft threshold: the first hold in a period that brings a counter to its budget's soft
 //!   threshold (80 % by default) is marked [`BudgetStanding::alert`] — once per counter and
-//!   period across replicas on Redis, once per process in memory.
+//!   period across replicas on Redis (again only if Redis loses the counter), once per process
+//!   in memory.
 //! - Amounts are clamped to `0..=`[`MAX_MONEY`] (2⁵³ − 1 µ$, about nine billion dollars,
 //!   where Redis's Lua numbers stop being exact); a budget above it is effectively unlimited.
 //! - Periods come from the limiter's clock (injectable), UTC calendar days and months.
