@@ -196,18 +196,38 @@ impl Context {
     }
 }
 
-/// Fills `buf` from the OS generator. Should the OS refuse (it does not on Linux), fall back
-/// to hashing the clock rather than panic on the request path.
+/// A 32-byte secret drawn from the OS once, the seed of the fallback generator below.
+static SEED: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
+
+/// Draws the process's random seed from the OS; the gateway calls this at start-up and refuses
+/// to start when it fails — a request's boundaries and canaries must never be guessable.
+pub fn init_random() -> Result<(), getrandom::Error> {
+    if SEED.get().is_some() {
+        return Ok(());
+    }
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed)?;
+    let _ = SEED.set(seed);
+    Ok(())
+}
+
+/// Fills `buf` from the OS generator. Should a draw fail after start-up (it does not on Linux),
+/// the bytes come from HMAC-SHA256 over the start-up seed and a counter: still unpredictable,
+/// never derived from the clock, and no panic on the request path.
 fn fill_random(buf: &mut [u8]) {
-    if getrandom::fill(buf).is_err() {
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default();
-        let d = <Sha256 as sha2::Digest>::digest(t.to_le_bytes());
-        for (b, x) in buf.iter_mut().zip(d.iter().cycle()) {
-            *b = *x;
-        }
+    if getrandom::fill(buf).is_ok() {
+        return;
+    }
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let seed = SEED.get().copied().unwrap_or_default();
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&seed) else {
+        return;
+    };
+    mac.update(&n.to_le_bytes());
+    let d = mac.finalize().into_bytes();
+    for (b, x) in buf.iter_mut().zip(d.iter().cycle()) {
+        *b = *x;
     }
 }
 

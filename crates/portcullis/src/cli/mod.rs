@@ -185,6 +185,8 @@ pub fn load(path: Option<&PathBuf>, store: Option<String>) -> Result<Config, Box
 }
 
 async fn serve(a: ServeArgs) -> Result<(), BoxError> {
+    portcullis_core::context::init_random()
+        .map_err(|e| format!("the OS random source failed ({e}); refusing to start"))?;
     let mut config = load(a.config.as_ref(), a.store)?;
     if let Some(l) = a.listen {
         config.server.listen = l;
