@@ -18,10 +18,14 @@
 //! - `secrets`: provider keys, PEM blocks, JWTs, passwords in URLs and settings.
 //! - [`ner`]: the learned tagger for names, places, organisations and addresses — `tags`,
 //!   `tokens`, `lexicon`, `features`, `model` (weights and file format), `tagger` (decoding,
-//!   committed weights `model/pii-ner.bin`) and, with the `lab` feature, `train` (gold tags
-//!   and the perceptron).
+//!   committed weights `model/pii-ner.bin`), `shape` (what a tagged span must look like to be
+//!   kept: a postcode in a postcode's place, an address with the marks of one) and, with the
+//!   `lab` feature, `train` (gold tags and the perceptron).
 //! - `context`, `nrp`: context words that raise or lower a finding; nationalities, religions,
 //!   political groups.
+//! - [`personal`]: whether a name is about someone in the conversation (the writer, a
+//!   customer, a colleague) or someone the text only talks about, with the [`personal::Cue`]
+//!   that says so.
 //! - `lab/` (feature `lab`): `portcullis train pii` and `portcullis eval pii` — `data`,
 //!   `scoring`, `eval`, `train`.
 
@@ -30,6 +34,7 @@ mod context;
 pub mod lab;
 pub mod ner;
 mod nrp;
+pub mod personal;
 mod secrets;
 mod structured;
 
@@ -145,6 +150,11 @@ pub struct Detection {
     pub recognizer: &'static str,
     /// Found only after removing hidden characters or folding look-alike forms.
     pub obfuscated: bool,
+    /// For a name: why it is taken to be about someone in the conversation (the writer,
+    /// someone they write to or about) rather than someone the text only talks about; `None`
+    /// for other kinds and for names without such a cue. See [`personal`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub personal: Option<personal::Cue>,
 }
 
 /// Which recognisers run and how sure a finding must be to count.
@@ -201,14 +211,18 @@ pub fn scan_with(
     {
         tagger.find(t, &mut cands);
     }
-    let kept = join_address_lines(resolve(cands, opts.min_score), t);
+    let mut kept = join_address_lines(resolve(cands, opts.min_score), t);
+    ner::shape::settle_addresses(t, &mut kept);
+    let cues = personal::mark(t, &mut kept);
     kept.into_iter()
-        .map(|c| Detection {
+        .zip(cues)
+        .map(|(c, personal)| Detection {
             entity: c.entity,
             span: norm.original_range(c.span.clone()),
             score: c.score,
             recognizer: c.recognizer,
             obfuscated: norm.changed() && norm.range_was_altered(c.span, text),
+            personal,
         })
         .collect()
 }

@@ -9,12 +9,15 @@
 //! - `lexicon`: what the training data says about each lower-case word.
 //! - `features`: per-token hashes and the feature keys of one token.
 //! - `model`: the weight table and its file format.
+//! - `shape`: what a tagged span must look like to be kept (a postcode has digits, a name a
+//!   capital in cased text), and its edges trimmed to the value.
 //! - `tagger`: greedy BIO decoding and the spans it yields; the shipped weights.
 //! - `train` (feature `lab`): gold tags, the lexicon builder and the averaged perceptron.
 
 mod features;
 mod lexicon;
 mod model;
+pub(crate) mod shape;
 mod tagger;
 mod tags;
 mod tokens;

@@ -4,6 +4,7 @@
 use super::features::{NF, atoms, features};
 use super::lexicon::{COMMON, Lexicon};
 use super::model::Model;
+use super::shape;
 use super::tags::{NT, O, TYPES, i_tag, is_inside, tag_type};
 use super::tokens::{Token, tokenize};
 use crate::{Candidate, EntityType};
@@ -103,20 +104,23 @@ impl<'m> Tagger<'m> {
             .collect()
     }
 
-    /// Entity spans in `text`, trimmed of punctuation at their edges.
+    /// Entity spans in `text`, trimmed to the value (see [`shape::tidy`]) and kept only when
+    /// they have the shape of their kind (see [`shape::plausible`]).
     pub fn spans(&self, text: &str) -> Vec<Span> {
         let toks = tokenize(text);
         let tags = self.decode(text, &toks);
+        let cased = shape::cased(text);
         let mut spans = spans_of(&toks, &tags);
-        for s in &mut spans {
-            let t = &text[s.span.clone()];
-            let lead = t.len() - t.trim_start_matches(|c: char| !c.is_alphanumeric()).len();
-            let kept = t[lead..]
-                .trim_end_matches(|c: char| c.is_whitespace() || ",;:([{<\"'`".contains(c))
-                .len();
-            s.span = s.span.start + lead..s.span.start + lead + kept;
-        }
-        spans.retain(|s| !s.span.is_empty());
+        spans.retain_mut(|s| {
+            s.span = shape::tidy(text, s.span.clone(), s.entity, cased);
+            match shape::plausible(text, &s.span, s.entity, cased) {
+                Some(entity) => {
+                    s.entity = entity;
+                    true
+                }
+                None => false,
+            }
+        });
         spans
     }
 

@@ -289,8 +289,36 @@ fn classify(kind: Kind, text: &str, span: Range<usize>) -> Option<Candidate> {
             let score = adjust(0.45, Ctx::of(text, &span).near(class::ADDRESS), false);
             Some(cand(EntityType::Postcode, span, score, "uk_postcode"))
         }
-        Kind::Street => Some(cand(EntityType::Address, span, 0.6, "street_address")),
+        Kind::Street => street(text, span),
     }
+}
+
+/// A street address: in text written with capitals, the street's name has one ("221 Baker
+/// Street", not "5 events that took place").
+fn street(text: &str, span: Range<usize>) -> Option<Candidate> {
+    let s = &text[span.clone()];
+    let mut from = span.start.saturating_sub(200);
+    while !text.is_char_boundary(from) {
+        from -= 1;
+    }
+    let mut to = (span.end + 200).min(text.len());
+    while !text.is_char_boundary(to) {
+        to += 1;
+    }
+    let words: Vec<&str> = s.split(' ').skip(1).collect();
+    let named = words
+        .iter()
+        .any(|w| w.starts_with(|c: char| c.is_ascii_uppercase()));
+    // In lower-case text, the name at least is no run of little words ("$100 in the street").
+    const LITTLE: &[&str] = &[
+        "a", "an", "the", "in", "on", "at", "of", "to", "for", "with", "that", "this", "my",
+        "your", "our", "his", "her", "their", "is", "was",
+    ];
+    let plain = !words
+        .iter()
+        .any(|w| LITTLE.contains(&w.to_ascii_lowercase().as_str()));
+    (named || plain && !crate::ner::shape::cased(&text[from..to]))
+        .then(|| cand(EntityType::Address, span, 0.6, "street_address"))
 }
 
 #[cfg(test)]
@@ -329,6 +357,8 @@ mod tests {
             one("I live at 221 Baker Street now"),
             Some(EntityType::Address)
         );
+        assert_eq!(one("Name 5 events that took place in 1944"), None);
+        assert_eq!(one("you found $100 in the street"), None);
         assert_eq!(one("my zip code is 94103"), Some(EntityType::Postcode));
         assert_eq!(one("my address is SW1A 1AA"), Some(EntityType::Postcode));
     }
