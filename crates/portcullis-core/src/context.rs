@@ -94,6 +94,12 @@ impl Vault {
             .map(|(p, _)| p.as_str())
     }
 
+    /// Whether `placeholder` was issued for this request (only those are restored, and only
+    /// those may be skipped when scanning text the model sends back).
+    pub fn issued(&self, placeholder: &str) -> bool {
+        self.entries.iter().any(|(p, _)| p == placeholder)
+    }
+
     /// How many placeholders start with `prefix` (`[EMAIL_`), for numbering the next one.
     pub fn count_prefix(&self, prefix: &str) -> usize {
         self.entries
@@ -245,6 +251,12 @@ mod tests {
             "mail b@x.io and a@x.io."
         );
         assert_eq!(v.placeholder_for("a@x.io"), Some("[EMAIL_1]"));
+        assert!(v.issued("[EMAIL_12]") && !v.issued("[EMAIL_2]") && !v.issued("[EMAIL_1"));
+        assert_eq!(
+            v.restore("[PERSON_1] wrote to [EMAIL_1]"),
+            "[PERSON_1] wrote to a@x.io",
+            "only issued placeholders are restored"
+        );
     }
 
     #[test]
