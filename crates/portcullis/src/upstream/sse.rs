@@ -28,13 +28,15 @@ pub struct EventSplitter {
 impl EventSplitter {
     /// Adds a chunk; returns the events it completed.
     pub fn push(&mut self, chunk: &[u8]) -> Result<Vec<Bytes>, EventTooLarge> {
-        let chunk = match (self.after_cr, chunk.first()) {
+        // Only the very next byte can be the LF of that CR: whatever it is, the wait is over.
+        let chunk = match (std::mem::take(&mut self.after_cr), chunk.first()) {
             (true, Some(b'\n')) => &chunk[1..],
+            (true, None) => {
+                self.after_cr = true;
+                chunk
+            }
             _ => chunk,
         };
-        if !chunk.is_empty() {
-            self.after_cr = false;
-        }
         self.buf.extend_from_slice(chunk);
         let mut out = Vec::new();
         while let Some((end, sep)) = find_boundary(&self.buf, self.scanned) {
@@ -195,6 +197,24 @@ mod tests {
         }
         assert_eq!(got, expected);
         assert_eq!(got.len(), 3);
+    }
+
+    #[test]
+    fn only_the_byte_right_after_a_cr_can_be_its_lf() {
+        // Found by fuzzing (fuzz/corpus/sse/lf_after_cr_chunk): the LF completing a CRLF came
+        // alone in its chunk, and the LF starting the next chunk was dropped as well, so the
+        // events depended on where TCP cut the bytes.
+        let stream = b"x\r\n\r\r\n\r\n\nda\r\n\r";
+        let mut whole = EventSplitter::default();
+        let mut expected = push(&mut whole, stream);
+        expected.extend(whole.finish());
+        let mut cut = EventSplitter::default();
+        let mut got = Vec::new();
+        for chunk in [&stream[..7], &stream[7..8], &b""[..], &stream[8..]] {
+            got.extend(push(&mut cut, chunk));
+        }
+        got.extend(cut.finish());
+        assert_eq!(got, expected);
     }
 
     #[test]
