@@ -5,6 +5,7 @@
 //! It depends on `portcullis-core` and `portcullis-pii` only: no I/O, no gateway, no store.
 //!
 //! # Layout
+//! - [`unicode`]: hidden text (Unicode tag characters) stripped before the model sees it.
 //! - [`size`]: body, message and token limits.
 //! - [`params`]: the model parameter policy (allow-list, clamps, overrides) per team, key, route.
 //! - [`pii`]: what happens to each kind of personal data and credential (redact, pseudonymise,
@@ -13,10 +14,12 @@
 pub mod params;
 pub mod pii;
 pub mod size;
+pub mod unicode;
 
 pub use params::{ParamPolicy, ParamRule, ParamsConfig, ParamsGuard, Preset};
 pub use pii::{PiiAction, PiiConfig, PiiGuard};
 pub use size::{SizeConfig, SizeGuard};
+pub use unicode::{HiddenAction, UnicodeConfig, UnicodeGuard};
 
 /// A guard's configuration does not make sense; the message names the setting.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

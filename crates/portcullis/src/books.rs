@@ -10,11 +10,11 @@ use crate::config::{LimitsConfig, Policy};
 use crate::metrics::Metrics;
 use portcullis_core::{ApiError, Principal, Usage};
 use portcullis_limits::{
-    Admission, BudgetWindow, Decision, Limiter, Limits, Money, Pricing, Reservation,
+    Admission, Budget, BudgetAdmission, BudgetDecision, BudgetHold, Decision, Limiter, Limits,
+    Money, Pricing, Reservation, retry_headers,
 };
 use portcullis_store::{SpendEntry, SpendScope, Store};
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// What a request asks of the books: its model, and the tokens it may use at most.
 #[derive(Debug, Clone, Copy)]
@@ -59,9 +59,6 @@ impl Spend {
     }
 }
 
-/// The in-flight worst cases of budgeted requests, per budget scope.
-type Holds = Arc<Mutex<HashMap<String, Money>>>;
-
 /// What admission granted. Settle it once with [`Books::settle`]; dropped unsettled, it
 /// releases itself.
 #[derive(Default)]
@@ -69,9 +66,8 @@ pub struct Ticket {
     headers: Vec<(&'static str, String)>,
     reservation: Option<Reservation>,
     limiter: Option<Arc<dyn Limiter>>,
-    /// Budget scopes holding this request's worst-case cost while it runs.
-    held: Vec<(String, Money)>,
-    holds: Option<Holds>,
+    /// This request's worst-case cost, held against its budgets while it runs.
+    hold: Option<BudgetHold>,
     charge: Option<Charge>,
     /// Prompt tokens counted at admission.
     pub prompt_tokens: u64,
@@ -83,7 +79,7 @@ impl std::fmt::Debug for Ticket {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Ticket")
             .field("reservation", &self.reservation)
-            .field("held", &self.held)
+            .field("hold", &self.hold)
             .field("prompt_tokens", &self.prompt_tokens)
             .field("output_tokens", &self.output_tokens)
             .finish()
@@ -104,33 +100,27 @@ impl Ticket {
     pub fn headers(&self) -> Vec<(&'static str, String)> {
         self.headers.clone()
     }
-
-    /// Gives the budget holds back (synchronous: the holds live in this process).
-    fn unhold(&mut self) {
-        if let Some(holds) = &self.holds
-            && let Ok(mut f) = holds.lock()
-        {
-            for (id, amount) in self.held.drain(..) {
-                if let Some(v) = f.get_mut(&id) {
-                    *v = v.saturating_sub(amount);
-                    if *v <= 0 {
-                        f.remove(&id);
-                    }
-                }
-            }
-        }
-    }
 }
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        self.unhold();
-        if let (Some(r), Some(limiter)) = (self.reservation.take(), self.limiter.clone())
-            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        let (reservation, hold) = (self.reservation.take(), self.hold.take());
+        if reservation.is_none() && hold.is_none() {
+            return;
+        }
+        if let (Some(limiter), Ok(rt)) =
+            (self.limiter.clone(), tokio::runtime::Handle::try_current())
         {
             rt.spawn(async move {
-                if let Err(e) = limiter.release(&r).await {
+                if let Some(r) = reservation
+                    && let Err(e) = limiter.release(&r).await
+                {
                     tracing::warn!(error = %e, "could not release a rate-limit reservation");
+                }
+                if let Some(h) = hold
+                    && let Err(e) = limiter.release_budgets(&h).await
+                {
+                    tracing::warn!(error = %e, "could not release a budget hold");
                 }
             });
         }
@@ -160,25 +150,14 @@ pub struct Books {
     config: LimitsConfig,
     store: Store,
     metrics: Arc<Metrics>,
-    in_flight: Holds,
-    soft_alerted: Mutex<HashSet<String>>,
-}
-
-struct BudgetScope {
-    id: String,
-    scope: SpendScope,
-    daily: Option<Money>,
-    monthly: Option<Money>,
 }
 
 fn usd(v: Option<f64>) -> Option<Money> {
     v.map(|x| (x * 1_000_000.0).round() as Money)
 }
 
-/// Whole seconds to wait, rounded up: a client that waits exactly this long is admitted.
-pub fn retry_after_secs(d: std::time::Duration) -> u64 {
-    d.as_millis().div_ceil(1000).max(1) as u64
-}
+/// Seeding rounds a hold may need before it is answered (one per counter missing, normally).
+const SEED_ROUNDS: usize = 3;
 
 impl Books {
     /// Books over `limiter`, `store` and `pricing`.
@@ -195,8 +174,6 @@ impl Books {
             config,
             store,
             metrics,
-            in_flight: Arc::new(Mutex::new(HashMap::new())),
-            soft_alerted: Mutex::new(HashSet::new()),
         }
     }
 
@@ -274,30 +251,28 @@ impl Books {
             return Ok(ticket);
         }
         // Money first: a request that would break a budget is refused before it costs anything.
-        let budgets: Vec<BudgetScope> = scopes
-            .iter()
-            .filter(|(_, _, p)| p.budget_daily_usd.is_some() || p.budget_monthly_usd.is_some())
-            .map(|(id, scope, p)| BudgetScope {
-                id: id.clone(),
-                scope: scope.clone(),
-                daily: usd(p.budget_daily_usd),
-                monthly: usd(p.budget_monthly_usd),
-            })
-            .collect();
+        let soft = (self.config.soft_budget * 100.0).round().clamp(0.0, 100.0) as u8;
+        let mut budgets = Vec::new();
+        for (id, _, p) in &scopes {
+            if let Some(l) = usd(p.budget_daily_usd) {
+                budgets.push((id.clone(), Budget::daily(l).with_soft_percent(soft)));
+            }
+            if let Some(l) = usd(p.budget_monthly_usd) {
+                budgets.push((id.clone(), Budget::monthly(l).with_soft_percent(soft)));
+            }
+        }
         if !budgets.is_empty() {
             let worst = self
                 .pricing
                 .worst_case(claim.model, claim.prompt_tokens, claim.output_tokens)
                 .unwrap_or(0);
-            self.check_budgets(&budgets, worst).await?;
-            if let Ok(mut f) = self.in_flight.lock() {
-                for b in &budgets {
-                    let v = f.entry(b.id.clone()).or_default();
-                    *v = v.saturating_add(worst);
-                    ticket.held.push((b.id.clone(), worst));
-                }
-            }
-            ticket.holds = Some(self.in_flight.clone());
+            let ask = BudgetAdmission {
+                budgets,
+                worst,
+                seeds: Vec::new(),
+            };
+            ticket.hold = self.hold_budgets(ask, &scopes).await?;
+            ticket.limiter = Some(self.limiter.clone());
         }
         let limits: Vec<(String, Limits)> = scopes
             .iter()
@@ -326,8 +301,7 @@ impl Books {
             }
             Ok(Decision::Refused(f)) => {
                 let mut headers = f.headroom.headers();
-                headers.push(("retry-after", retry_after_secs(f.retry_after).to_string()));
-                headers.push(("retry-after-ms", f.retry_after.as_millis().to_string()));
+                headers.extend(retry_headers(f.retry_after));
                 Err(Refusal {
                     error: ApiError::rate_limited(f.message()),
                     headers,
@@ -347,77 +321,77 @@ impl Books {
         }
     }
 
-    async fn check_budgets(&self, budgets: &[BudgetScope], worst: Money) -> Result<(), Refusal> {
-        let now = portcullis_store::now_ms();
-        for b in budgets {
-            let in_flight = self
-                .in_flight
-                .lock()
-                .map(|f| f.get(&b.id).copied().unwrap_or(0))
-                .unwrap_or(0);
-            for (limit, window) in [
-                (b.daily, BudgetWindow::Day),
-                (b.monthly, BudgetWindow::Month),
-            ] {
-                let Some(limit) = limit else { continue };
-                let period = window.period(now);
-                let spent = match self.store.spend_total(&b.scope, period.start_ms).await {
-                    Ok(s) => s,
-                    Err(e) => {
-                        self.metrics
-                            .alert("ledger_unavailable", &format!("cannot read spend: {e}"));
-                        if self.config.on_error == portcullis_limits::FailMode::FailClosed {
-                            return Err(ApiError::unavailable(
-                                "ledger_unavailable",
-                                "The gateway cannot check budgets right now; try again shortly.",
-                            )
-                            .into());
-                        }
-                        continue;
+    /// Holds the worst case against every budget at once (atomically, and shared by every
+    /// replica when the limiter is Redis), seeding a period's counter from the ledger the first
+    /// time it is used. `None` when the ledger cannot be read and policy is fail-open.
+    async fn hold_budgets(
+        &self,
+        mut ask: BudgetAdmission,
+        scopes: &[(String, SpendScope, Policy)],
+    ) -> Result<Option<BudgetHold>, Refusal> {
+        let unavailable = || -> Refusal {
+            ApiError::unavailable(
+                "ledger_unavailable",
+                "The gateway cannot check budgets right now; try again shortly.",
+            )
+            .into()
+        };
+        let fail_closed = self.config.on_error == portcullis_limits::FailMode::FailClosed;
+        for _ in 0..SEED_ROUNDS {
+            match self.limiter.hold_budgets(&ask).await {
+                Ok(BudgetDecision::Held(hold, standings)) => {
+                    for s in standings.iter().filter(|s| s.alert) {
+                        self.metrics.alert("budget_soft_limit", &s.alert_message());
                     }
-                };
-                let committed = spent.saturating_add(in_flight).saturating_add(worst);
-                let name = match window {
-                    BudgetWindow::Day => "daily",
-                    BudgetWindow::Month => "monthly",
-                };
-                if committed > limit {
-                    let resets = std::time::Duration::from_millis(
-                        period.end_ms.saturating_sub(now).max(0) as u64,
-                    );
+                    return Ok(Some(hold));
+                }
+                Ok(BudgetDecision::Refused(f)) => {
                     return Err(Refusal {
-                        error: ApiError::insufficient_quota(format!(
-                            "The {name} budget of ${:.2} for '{}' would be exceeded (spent ${:.4}, this request may cost up to ${:.4}).",
-                            limit as f64 / 1e6,
-                            b.id,
-                            (spent.saturating_add(in_flight)) as f64 / 1e6,
-                            worst as f64 / 1e6
-                        )),
-                        headers: vec![("retry-after", retry_after_secs(resets).to_string())],
+                        error: ApiError::insufficient_quota(f.message()),
+                        headers: f.headers(),
                     });
                 }
-                let soft = (limit as f64 * self.config.soft_budget) as Money;
-                if committed >= soft {
-                    let mark = format!("{}:{name}:{}", b.id, period.key);
-                    let first = self
-                        .soft_alerted
-                        .lock()
-                        .map(|mut s| s.insert(mark))
-                        .unwrap_or(false);
-                    if first {
-                        self.metrics.alert(
-                            "budget_soft_limit",
-                            &format!(
-                                "'{}' has used {:.0} % of its {name} budget",
-                                b.id,
-                                committed as f64 * 100.0 / limit as f64
-                            ),
-                        );
+                Ok(BudgetDecision::NeedSeed(need)) => {
+                    for n in need {
+                        let Some((_, scope, _)) = scopes.iter().find(|(id, _, _)| *id == n.scope)
+                        else {
+                            continue;
+                        };
+                        match self.store.spend_total(scope, n.period.start_ms).await {
+                            Ok(total) => ask.seeds.push(n.answer(total)),
+                            Err(e) => {
+                                // Never seed a guess: a seed sticks for the whole period.
+                                self.metrics.alert(
+                                    "ledger_unavailable",
+                                    &format!("cannot read spend: {e}"),
+                                );
+                                return if fail_closed {
+                                    Err(unavailable())
+                                } else {
+                                    Ok(None)
+                                };
+                            }
+                        }
                     }
+                }
+                Err(e) => {
+                    self.metrics.alert(
+                        "limits_backend_down",
+                        &format!("budgets unavailable; refusing (fail_closed): {e}"),
+                    );
+                    return Err(ApiError::unavailable(
+                        "limits_unavailable",
+                        "The gateway cannot check budgets right now and policy is fail_closed; try again shortly.",
+                    )
+                    .into());
                 }
             }
         }
-        Ok(())
+        if fail_closed {
+            Err(unavailable())
+        } else {
+            Ok(None)
+        }
     }
 
     /// The usage a spend books: the provider's report, the gateway's count, or — when nothing
@@ -438,20 +412,30 @@ impl Books {
     /// Reconciles a ticket with what the call really used, and books its cost.
     pub async fn settle(&self, mut ticket: Ticket, model: &str, spend: Spend) {
         let usage = Books::usage_of(&ticket, &spend);
-        if let (Some(r), Some(limiter)) = (ticket.reservation.take(), ticket.limiter.take()) {
+        let limiter = ticket.limiter.take();
+        if let (Some(r), Some(limiter)) = (ticket.reservation.take(), &limiter) {
             let actual = usage.map_or(0, |u| u.prompt_tokens.saturating_add(u.completion_tokens));
             if let Err(e) = limiter.settle(&r, actual).await {
                 tracing::warn!(error = %e, "could not settle a rate-limit reservation");
             }
         }
-        // The audit writer books every request's spend in batches; a request under a budget is
-        // booked here at once, so the next admission already sees it.
-        let budgeted = !ticket.held.is_empty();
-        if let (true, Some(u), Some(c)) = (budgeted, usage, ticket.charge.take()) {
-            let cost = self.cost_micros(model, &u).unwrap_or(0);
+        let Some(hold) = ticket.hold.take() else {
+            return;
+        };
+        let cost = usage.map_or(0, |u| self.cost_micros(model, &u).unwrap_or(0));
+        // Settle the counters first, then book the ledger: a counter re-seeded in between then
+        // neither misses nor double-counts this cost.
+        if let Some(limiter) = &limiter
+            && let Err(e) = limiter.settle_budgets(&hold, cost).await
+        {
+            tracing::warn!(error = %e, "could not settle a budget hold");
+        }
+        // The audit writer books every request's spend in batches; a budgeted request is booked
+        // here at once, at the hold's time, so the ledger and the counters agree on its period.
+        if let (Some(u), Some(c)) = (usage, ticket.charge.take()) {
             let entry = SpendEntry {
                 request_id: c.request_id,
-                time_ms: portcullis_store::now_ms(),
+                time_ms: hold.at_ms,
                 key_id: Some(c.key_id),
                 user: Some(c.user),
                 team: c.team,
@@ -466,7 +450,6 @@ impl Books {
                     .alert("ledger_unavailable", &format!("cannot record spend: {e}"));
             }
         }
-        ticket.unhold();
     }
 
     /// The cost of `usage` on `model`, in micro-dollars, when the model is priced.
@@ -483,15 +466,6 @@ impl Books {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
-
-    #[test]
-    fn retry_after_rounds_up() {
-        assert_eq!(retry_after_secs(Duration::from_millis(60_500)), 61);
-        assert_eq!(retry_after_secs(Duration::from_millis(60_000)), 60);
-        assert_eq!(retry_after_secs(Duration::from_millis(1)), 1);
-        assert_eq!(retry_after_secs(Duration::ZERO), 1);
-    }
 
     #[test]
     fn a_spend_books_the_report_the_estimate_or_the_reservation() {

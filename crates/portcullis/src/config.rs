@@ -45,6 +45,7 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub pricing: PricingConfig,
     pub pipeline: PipelineConfig,
+    pub unicode: Section<portcullis_guards::UnicodeConfig>,
     pub size: Section<SizeConfig>,
     pub params: Section<ParamsConfig>,
     pub pii: Section<portcullis_guards::PiiConfig>,
@@ -266,7 +267,8 @@ pub struct PipelineConfig {
 }
 
 /// Guards that can judge requests.
-pub const INPUT_GUARDS: [&str; 7] = [
+pub const INPUT_GUARDS: [&str; 8] = [
+    "unicode",
     "size",
     "params",
     "pii",

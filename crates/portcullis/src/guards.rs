@@ -52,10 +52,11 @@ pub fn build(config: &Config, upstream: &Upstream) -> Result<Pipeline, BuildErro
 }
 
 /// The guards that judge text sent to the provider without a chat around it (embedding and
-/// moderation input): size, and personal data and secrets — what may leave for the provider.
+/// moderation input): hidden text, size, and personal data and secrets — what may leave for
+/// the provider.
 /// Injection and moderation do not judge it: an embedding follows no instructions, and a
 /// moderation request exists to carry harmful text to a classifier.
-pub const TEXT_GUARDS: [&str; 2] = ["size", "pii"];
+pub const TEXT_GUARDS: [&str; 3] = ["unicode", "size", "pii"];
 
 /// The pipeline for embedding and moderation input: the configured [`TEXT_GUARDS`], in order.
 pub fn build_text(config: &Config, upstream: &Upstream) -> Result<Pipeline, BuildError> {
@@ -76,6 +77,10 @@ fn input_stages(
             continue;
         }
         let s = match name.as_str() {
+            "unicode" => Some(stage(
+                &config.unicode,
+                Arc::new(portcullis_guards::UnicodeGuard::new(&config.unicode.config)),
+            )),
             "size" => Some(stage(
                 &config.size,
                 Arc::new(SizeGuard::new(&config.size.config)),

@@ -224,6 +224,15 @@ async fn serve(a: ServeArgs) -> Result<(), BoxError> {
     let header_timeout = std::time::Duration::from_secs(app.config.server.header_timeout_s.max(1));
     let drain = std::time::Duration::from_secs(app.config.upstream.timeout_s.min(30));
     crate::server::serve(listener, router, shutdown(), header_timeout, drain).await?;
+    // Requests still finishing in the background (a stream whose client left, an answer being
+    // booked) hold their places until their record is written: wait for all of them.
+    let all = u32::try_from(app.config.server.max_in_flight.max(1)).unwrap_or(u32::MAX);
+    if tokio::time::timeout(drain, app.in_flight.acquire_many(all))
+        .await
+        .is_err()
+    {
+        tracing::warn!("shutdown: requests still running after the drain period");
+    }
     app.audit.close().await;
     Ok(())
 }

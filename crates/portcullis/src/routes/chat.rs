@@ -176,12 +176,15 @@ fn deliver(tx: oneshot::Sender<Response>, resp: Response) {
     let _ = tx.send(resp);
 }
 
-/// Sends the response, then ends the exchange: answered, or closed when nobody was there to
-/// receive it (the spend booked all the same).
+/// Ends the exchange — answered, or closed when nobody is there any more to receive the answer
+/// (the spend booked all the same) — then sends the response: a client that has its answer
+/// can count on its record being written.
 fn finish_delivery(ex: Exchange, tx: oneshot::Sender<Response>, resp: Response, status: u16) {
-    match tx.send(resp) {
-        Ok(()) => ex.finish(Ending::Answered(status)),
-        Err(_) => ex.finish(Ending::ClientClosed),
+    if tx.is_closed() {
+        ex.finish(Ending::ClientClosed);
+    } else {
+        ex.finish(Ending::Answered(status));
+        let _ = tx.send(resp);
     }
 }
 
