@@ -59,8 +59,8 @@ impl App {
         let store = portcullis_store::open(&config.store.url)
             .await
             .map_err(|e| StartError::Store {
-                url: config.store.url.clone(),
-                message: e.to_string(),
+                url: crate::http::redact_url(&config.store.url),
+                message: crate::http::redact_in(&e.to_string(), &config.store.url),
             })?;
         let audit = AuditWriter::spawn(
             store.clone(),
@@ -80,7 +80,9 @@ impl App {
             &config.limits.prefix,
             config.limits.on_error,
         )
-        .map_err(|e| StartError::Limits(e.to_string()))?;
+        .map_err(|e| {
+            StartError::Limits(crate::http::redact_in(&e.to_string(), &config.limits.url))
+        })?;
         let p = &config.pricing;
         let pricing = portcullis_limits::Pricing::builtin().with_overrides(
             &p.models,
@@ -125,11 +127,14 @@ impl App {
     pub async fn readiness(&self) -> Vec<(&'static str, bool, String)> {
         let store = match self.store.ping().await {
             Ok(()) => (true, "ok".to_owned()),
-            Err(e) => (false, e.to_string()),
+            Err(e) => (
+                false,
+                crate::http::redact_in(&e.to_string(), &self.config.store.url),
+            ),
         };
         let limits = match self.books.ping().await {
             Ok(()) => (true, "ok".to_owned()),
-            Err(e) => (false, e),
+            Err(e) => (false, crate::http::redact_in(&e, &self.config.limits.url)),
         };
         vec![("store", store.0, store.1), ("limits", limits.0, limits.1)]
     }

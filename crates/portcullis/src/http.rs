@@ -54,3 +54,56 @@ pub async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, ApiErro
         }
     })
 }
+
+/// `url` with its password (and any query string) hidden, for messages and `/readyz`:
+/// `postgres://gw:secret@db/x?sslmode=require` → `postgres://gw:***@db/x`.
+pub fn redact_url(url: &str) -> String {
+    let (base, _query) = url.split_once('?').unwrap_or((url, ""));
+    let Some((scheme, rest)) = base.split_once("://") else {
+        return base.to_owned();
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    match authority.rsplit_once('@') {
+        Some((user, host)) => {
+            let user = user.split_once(':').map_or(user, |(u, _)| u);
+            format!("{scheme}://{user}:***@{host}{path}")
+        }
+        None => base.to_owned(),
+    }
+}
+
+/// `text` with every occurrence of `url` replaced by its redacted form (errors from drivers
+/// sometimes quote the URL they were given).
+pub fn redact_in(text: &str, url: &str) -> String {
+    if url.is_empty() {
+        return text.to_owned();
+    }
+    text.replace(url, &redact_url(url))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_lose_their_passwords_and_queries() {
+        assert_eq!(
+            redact_url("postgres://gw:s3cret@db.internal:5432/portcullis?sslmode=require"),
+            "postgres://gw:***@db.internal:5432/portcullis"
+        );
+        assert_eq!(
+            redact_url("redis://:pw@cache:6379/2"),
+            "redis://:***@cache:6379/2"
+        );
+        assert_eq!(
+            redact_url("sqlite://portcullis.db"),
+            "sqlite://portcullis.db"
+        );
+        assert_eq!(redact_url("memory://"), "memory://");
+        let msg = "cannot connect to postgres://a:b@h/x: refused";
+        assert!(!redact_in(msg, "postgres://a:b@h/x").contains(":b@"));
+    }
+}

@@ -32,7 +32,7 @@ pub async fn run(a: AuditCommand) -> Result<(), BoxError> {
             json,
         } => {
             let config = load(store.config.as_ref(), store.store)?;
-            let store = portcullis_store::open(&config.store.url).await?;
+            let store = super::open_store(&config).await?;
             let records = store
                 .audit_query(&portcullis_store::AuditFilter {
                     user,

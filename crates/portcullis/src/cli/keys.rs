@@ -96,7 +96,7 @@ pub async fn run(k: KeysCommand) -> Result<(), BoxError> {
         | KeysCommand::Revoke { store, .. } => store,
     };
     let config = load(store_args.config.as_ref(), store_args.store.clone())?;
-    let store = portcullis_store::open(&config.store.url).await?;
+    let store = super::open_store(&config).await?;
     match k {
         KeysCommand::Create {
             user,

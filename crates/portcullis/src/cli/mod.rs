@@ -260,6 +260,19 @@ async fn shutdown() {
     }
 }
 
+/// The store `config` names; errors never show its password.
+pub async fn open_store(config: &Config) -> Result<portcullis_store::Store, BoxError> {
+    let url = &config.store.url;
+    portcullis_store::open(url).await.map_err(|e| {
+        format!(
+            "store {}: {}",
+            crate::http::redact_url(url),
+            crate::http::redact_in(&e.to_string(), url)
+        )
+        .into()
+    })
+}
+
 /// The pipeline `config` describes, for commands that judge text without serving.
 fn pipeline_from(config: &Config) -> Result<portcullis_core::Pipeline, BoxError> {
     let api_key = std::env::var(&config.upstream.api_key_env).ok();

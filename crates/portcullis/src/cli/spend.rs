@@ -41,7 +41,7 @@ pub async fn run(store: StoreArgs, by: &str, since: &str, json: bool) -> Result<
     };
     let since_ms = parse_since(since, portcullis_store::now_ms())?;
     let config = load(store.config.as_ref(), store.store)?;
-    let store = portcullis_store::open(&config.store.url).await?;
+    let store = super::open_store(&config).await?;
     let rows = store.spend_report(group, since_ms).await?;
     if json {
         println!("{}", serde_json::to_string(&rows)?);
