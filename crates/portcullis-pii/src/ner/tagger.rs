@@ -124,6 +124,17 @@ impl<'m> Tagger<'m> {
         spans
     }
 
+    /// Whether the training text had `word` written in lower case as an ordinary word ("will",
+    /// "may", "mark"): a name made of such a word is matched alone only where it cannot be
+    /// the ordinary word.
+    pub fn ordinary_word(&self, word: &str) -> bool {
+        let lower = portcullis_core::hash::fnv1a(word.to_lowercase().as_bytes());
+        self.model
+            .lexicon
+            .get(&lower)
+            .is_some_and(|bits| bits & COMMON != 0)
+    }
+
     /// Adds the tagger's spans to a scan's candidates.
     pub(crate) fn find(&self, text: &str, out: &mut Vec<Candidate>) {
         if self.model.is_empty() {
@@ -240,5 +251,12 @@ mod tests {
     #[test]
     fn the_shipped_model_loads() {
         assert!(!Tagger::builtin().model.is_empty());
+    }
+
+    #[test]
+    fn ordinary_words_are_known() {
+        let t = Tagger::builtin();
+        assert!(t.ordinary_word("will") && t.ordinary_word("May"));
+        assert!(!t.ordinary_word("Zbigniew"));
     }
 }

@@ -67,9 +67,13 @@ impl Cue {
 /// How far (bytes) contact details may be from a name and still be about that person.
 const CONTACT_REACH: usize = 80;
 
-/// The cue of each kept candidate (`None` for everything but names); names the tagger typed
-/// as places or organisations become people when a naming cue precedes them.
-pub(crate) fn mark(text: &str, kept: &mut [Candidate]) -> Vec<Option<Cue>> {
+/// The cue of each kept candidate (`None` for everything but names). Names the tagger typed
+/// as places or organisations become people when a naming cue precedes them; a cued name runs
+/// on over the capitalised words that follow it ("Jane" → "Jane Roe"); and a capitalised name
+/// right after "my name is", a name field or "Dear" is a name even where the tagger saw none
+/// (`{"name": "Ann"}`).
+pub(crate) fn mark(text: &str, kept: &mut Vec<Candidate>) -> Vec<Option<Cue>> {
+    add_named(text, kept);
     let mut cues = vec![None; kept.len()];
     if !kept.iter().any(|c| could_be_name(c.entity)) {
         return cues;
@@ -82,14 +86,26 @@ pub(crate) fn mark(text: &str, kept: &mut [Candidate]) -> Vec<Option<Cue>> {
         let cue = words_before(text, &c.span)
             .or_else(|| signature(text, &c.span))
             .or_else(|| {
-                (c.entity == EntityType::Person)
+                // In lower-case text the tagger takes any word for a name: contact details
+                // nearby do not make "roger" or "park" someone.
+                (c.entity == EntityType::Person && capitalised(text, &c.span))
                     .then(|| contact(text, kept, i))
                     .flatten()
             });
         if let Some(cue) = cue
             && (c.entity == EntityType::Person
-                || cue.names_a_person() && capitalised(text, &c.span))
+                || cue.names_a_person()
+                    && capitalised(text, &c.span)
+                    && beyond_title(text, &c.span))
         {
+            let limit = kept.get(i + 1).map_or(text.len(), |n| n.span.start);
+            if let Some(run) = name_run(text, kept[i].span.start)
+                && run.end > kept[i].span.end
+                && run.end <= limit
+                && cue != Cue::Contact
+            {
+                kept[i].span.end = run.end;
+            }
             kept[i].entity = EntityType::Person;
             cues[i] = Some(cue);
         }
@@ -97,13 +113,103 @@ pub(crate) fn mark(text: &str, kept: &mut [Candidate]) -> Vec<Option<Cue>> {
     cues
 }
 
-/// Kinds the tagger may give a name: people, and the places and organisations it mistakes
-/// them for.
+/// Most words a name runs over.
+const NAME_WORDS: usize = 4;
+
+/// The run of capitalised words starting at `at` ("Jane Roe", "José Müller-Lüdenscheidt"),
+/// separated by single spaces, at most [`NAME_WORDS`] of them.
+fn name_run(text: &str, at: usize) -> Option<Range<usize>> {
+    let mut end = at;
+    let mut words = 0;
+    let mut rest = &text[at..];
+    while words < NAME_WORDS && rest.starts_with(char::is_uppercase) {
+        let len = rest
+            .char_indices()
+            .find(|(i, c)| {
+                !(c.is_alphabetic()
+                    || matches!(c, '\'' | '’' | '-')
+                        && rest[i + c.len_utf8()..].starts_with(char::is_alphabetic))
+            })
+            .map_or(rest.len(), |(i, _)| i);
+        end += len;
+        words += 1;
+        rest = &rest[len..];
+        match rest.strip_prefix(' ') {
+            Some(next) if next.starts_with(char::is_uppercase) => {
+                end += 1;
+                rest = next;
+            }
+            _ => break,
+        }
+    }
+    (words > 0).then_some(at..end)
+}
+
+/// Phrases after which a capitalised run may be a person's name (the cue itself is then
+/// checked as for any name): an introduction, a name field, a salutation.
+fn naming() -> Option<&'static regex_automata::meta::Regex> {
+    static RE: std::sync::OnceLock<Option<regex_automata::meta::Regex>> =
+        std::sync::OnceLock::new();
+    RE.get_or_init(|| {
+        regex_automata::meta::Regex::new(r"(?i-u)my name is |my name's |call me |name|dear ").ok()
+    })
+    .as_ref()
+}
+
+/// Adds names the tagger missed after a naming phrase or a name field.
+fn add_named(text: &str, kept: &mut Vec<Candidate>) {
+    let Some(re) = naming() else {
+        return;
+    };
+    let mut added = false;
+    for m in re.find_iter(text) {
+        // From the phrase to the name: a field's `": "`, `:`, `=`, spaces.
+        let from = m.end();
+        let at = from
+            + text[from..]
+                .find(|c: char| !(c.is_whitespace() || matches!(c, '"' | '\'' | ':' | '=')))
+                .unwrap_or(text.len() - from);
+        let Some(run) = name_run(text, at) else {
+            continue;
+        };
+        let free = !kept
+            .iter()
+            .any(|c| c.span.start < run.end && run.start < c.span.end);
+        let named = free
+            && matches!(
+                words_before(text, &run),
+                Some(Cue::Introduction | Cue::Field | Cue::Salutation)
+            );
+        if named {
+            kept.push(Candidate {
+                entity: EntityType::Person,
+                span: run,
+                score: 0.9,
+                recognizer: "name_cue",
+                priority: 1,
+            });
+            added = true;
+        }
+    }
+    if added {
+        kept.sort_by_key(|c| c.span.start);
+    }
+}
+
+/// Kinds the tagger may give a name: people, and the places, organisations and titles ("Ms
+/// Okafor") it mistakes them for.
 fn could_be_name(e: EntityType) -> bool {
     matches!(
         e,
-        EntityType::Person | EntityType::Location | EntityType::Organization
+        EntityType::Person | EntityType::Location | EntityType::Organization | EntityType::Title
     )
+}
+
+/// Whether the span has a word that is not a title ("Ms Okafor", not "Mr.").
+fn beyond_title(text: &str, span: &Range<usize>) -> bool {
+    text[span.clone()]
+        .split(|c: char| !c.is_alphabetic())
+        .any(|w| w.chars().count() >= 2 && !words::is_title(&w.to_lowercase()))
 }
 
 pub(super) fn capitalised(text: &str, span: &Range<usize>) -> bool {
@@ -232,6 +338,12 @@ mod tests {
         );
         assert_eq!(person("product_name: Widget", "Widget"), None);
         assert_eq!(person("Hi Tom and welcome to the show", "Tom"), None);
+        assert_eq!(
+            person("Hi Siri, how are you?", "Siri"),
+            None,
+            "the assistant addressed"
+        );
+        assert_eq!(person("Your name is Genny, a helpful bot", "Genny"), None);
         assert_eq!(person("He met his friend John", "John"), None);
     }
 
@@ -257,6 +369,30 @@ mod tests {
             cue("my client Acme Corp", "Acme Corp", EntityType::Organization),
             None
         );
+    }
+
+    #[test]
+    fn cued_names_are_whole_and_found_where_the_tagger_missed_them() {
+        let names = |text: &'static str| -> Vec<(&'static str, Option<Cue>)> {
+            crate::scan(text, &crate::ScanOptions::default())
+                .into_iter()
+                .filter(|d| d.entity == EntityType::Person)
+                .map(|d| (&text[d.span], d.personal))
+                .collect()
+        };
+        assert_eq!(
+            names("My name is Jane Roe, my email is jane.roe@example.org"),
+            vec![("Jane Roe", Some(Cue::Introduction))]
+        );
+        assert_eq!(
+            names(r#"{"name": "Ann", "age": 30}"#),
+            vec![("Ann", Some(Cue::Field))]
+        );
+        assert_eq!(
+            names("Dear Ms Okafor,\nthanks"),
+            vec![("Ms Okafor", Some(Cue::Salutation))]
+        );
+        assert_eq!(names("The name of the game is Go."), vec![]);
     }
 
     #[test]
@@ -301,5 +437,27 @@ mod tests {
             },
         ];
         assert_eq!(mark(&far, &mut kept)[0], None);
+        let lower = "six zero one roger call 415-555-2671";
+        let mut kept = vec![
+            Candidate {
+                entity: EntityType::Person,
+                span: 13..18,
+                score: 0.9,
+                recognizer: "t",
+                priority: 1,
+            },
+            Candidate {
+                entity: EntityType::Phone,
+                span: 24..lower.len(),
+                score: 0.9,
+                recognizer: "t",
+                priority: 2,
+            },
+        ];
+        assert_eq!(
+            mark(lower, &mut kept)[0],
+            None,
+            "lower-case text: any word is tagged"
+        );
     }
 }

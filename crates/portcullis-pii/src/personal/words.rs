@@ -42,6 +42,11 @@ fn listed(list: &str, word: &str) -> bool {
     list.split_whitespace().any(|w| w == word)
 }
 
+/// Whether a lower-case word is a title.
+pub(super) fn is_title(word: &str) -> bool {
+    listed(TITLES, word)
+}
+
 /// Titles between a cue and a name ("my landlord, Mr. Smith").
 const TITLES: &str = "mr mrs ms miss mx dr prof sir madam";
 
@@ -58,7 +63,6 @@ pub(super) fn words_before(text: &str, span: &Range<usize>) -> Option<Cue> {
     const INTRODUCTIONS: &[&[&str]] = &[
         &["my", "name", "is"],
         &["my", "name's"],
-        &["name", "is"],
         &["i", "am"],
         &["i'm"],
         &["im"],
@@ -176,7 +180,9 @@ fn person_field(words: &[String]) -> bool {
     server service queue bucket db database index schema repo image container pet \
     dog cat course dish recipe plan task job step feature attribute object element \
     node resource user account screen display device channel bot character hero \
-    player ship station stage";
+    player ship station stage report bank source venue hotel restaurant building room \
+    network printer document doc sheet workbook folder directory path program workflow \
+    pipeline job cluster region zone instance";
     let n = words.len();
     if n == 0 || n > 4 {
         return false;
@@ -212,12 +218,16 @@ fn salutation(text: &str, span: &Range<usize>) -> Option<Cue> {
     if !opens || !greeting || !capitalised(text, span) {
         return None;
     }
-    let next = text[span.end..]
+    // "Hi Tom," opening a letter or message ends its line; "Hi Siri, how are you" in a chat
+    // speaks to the assistant.
+    let rest = text[span.end..].trim_start_matches([' ', '\t']);
+    let rest = rest.strip_prefix([',', ':', '!', '-', '—']).unwrap_or(rest);
+    let ends_line = rest
         .trim_start_matches([' ', '\t'])
         .chars()
-        .next();
-    (w[0] == "dear" || matches!(next, None | Some(',' | ':' | '!' | '\n' | '\r' | '-' | '—')))
-        .then_some(Cue::Salutation)
+        .next()
+        .is_none_or(|c| c == '\n' || c == '\r');
+    (w[0] == "dear" || ends_line).then_some(Cue::Salutation)
 }
 
 /// A name alone on the line after a sign-off ("Best regards,\nJane"), or after a sign-off
