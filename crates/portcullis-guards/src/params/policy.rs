@@ -55,13 +55,27 @@ impl ParamPolicy {
         if model != req.model {
             sets.push(("model".into(), Value::String(model)));
         }
+        // `max_tokens` governs whichever output ceilings the request uses — both, when it sends
+        // both (a provider may honour either).
+        let mut checks: Vec<(&str, &ParamRule)> = Vec::with_capacity(self.rules.len() + 1);
         for (name, rule) in &self.rules {
-            // `max_tokens` governs whichever output ceiling the request uses.
-            let field = if *name == "max_tokens" && req.max_completion_tokens.is_some() {
-                "max_completion_tokens"
+            if *name == "max_tokens" {
+                match (
+                    req.max_tokens.is_some(),
+                    req.max_completion_tokens.is_some(),
+                ) {
+                    (_, false) => checks.push(("max_tokens", rule)),
+                    (false, true) => checks.push(("max_completion_tokens", rule)),
+                    (true, true) => {
+                        checks.push(("max_tokens", rule));
+                        checks.push(("max_completion_tokens", rule));
+                    }
+                }
             } else {
-                name
-            };
+                checks.push((name, rule));
+            }
+        }
+        for (field, rule) in checks {
             let current = req.param(field);
             if rule.refuse {
                 if current.is_some() {

@@ -29,7 +29,9 @@ pub struct SpotlightConfig {
     /// Which sources to wrap.
     pub sources: Vec<Source>,
     /// Settings for a route (`[spotlight.routes.rag]`, chosen by the `x-portcullis-route`
-    /// header), e.g. user text wrapped too on a RAG route, or spotlighting off on a plain one.
+    /// header), e.g. user text wrapped too on a RAG route. A route only adds protection: it
+    /// may switch spotlighting on, change how text is marked and add sources, never switch it
+    /// off or drop a source.
     pub routes: BTreeMap<String, SpotlightRoute>,
 }
 
@@ -51,14 +53,21 @@ impl SpotlightConfig {
                 .any(|r| r.mode.is_some_and(|m| m != SpotlightMode::Off))
     }
 
-    /// The mode and sources for a request on `route`.
-    fn for_route(&self, route: Option<&str>) -> (SpotlightMode, &[Source]) {
+    /// The mode and sources for a request on `route`: the route's mode unless it would switch
+    /// spotlighting off, and the default's sources plus the route's.
+    fn for_route(&self, route: Option<&str>) -> (SpotlightMode, Vec<Source>) {
         let r = route.and_then(|r| self.routes.get(r));
-        (
-            r.and_then(|r| r.mode).unwrap_or(self.mode),
-            r.and_then(|r| r.sources.as_deref())
-                .unwrap_or(&self.sources),
-        )
+        let mode = match r.and_then(|r| r.mode) {
+            Some(m) if m != SpotlightMode::Off => m,
+            _ => self.mode,
+        };
+        let mut sources = self.sources.clone();
+        for s in r.and_then(|r| r.sources.as_deref()).unwrap_or_default() {
+            if !sources.contains(s) {
+                sources.push(*s);
+            }
+        }
+        (mode, sources)
     }
 }
 
@@ -233,7 +242,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_route_can_turn_spotlighting_on_for_user_text_or_off() {
+    async fn a_route_can_turn_spotlighting_on_for_user_text_but_never_off() {
         let config: SpotlightConfig = serde_json::from_value(serde_json::json!({
             "mode": "off",
             "routes": {"rag": {"mode": "datamark", "sources": ["user", "document"]},
@@ -260,6 +269,15 @@ mod tests {
         assert_eq!(r.messages.len(), 1, "off by default: nothing added");
         let (r, _) = run(Some("plain")).await;
         assert_eq!(r.messages.len(), 1, "the route inherits mode = off");
+        // A route that tries to switch spotlighting off where it is on changes nothing.
+        let on: SpotlightConfig = serde_json::from_value(serde_json::json!({
+            "sources": ["user"], "routes": {"loose": {"mode": "off", "sources": []}}}))
+        .unwrap();
+        let (mode, sources) = on.for_route(Some("loose"));
+        assert_eq!(
+            (mode, sources),
+            (SpotlightMode::Delimit, vec![Source::User])
+        );
         let (r, ctx) = run(Some("rag")).await;
         assert_eq!(r.messages.len(), 2, "the preamble is added");
         let marker = format!("^{}", ctx.secret("datamark", 6));
