@@ -1,5 +1,5 @@
 //! `train OUT FILE…` / `eval FILE…`: what `portcullis train|eval injection` do, without
-//! building the gateway; `rules FILE…`, `as-documents FILE…` and `rag-documents FILE…` are
+//! building the gateway; `oof FILE…` (each text's out-of-fold score), `explain FILE…`, `patterns FILE…`, `rules FILE…`, `as-documents FILE…` and `rag-documents FILE…` are
 //! diagnostics.
 //! `cargo run --release -p portcullis-injection --example lab -- eval F`
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -14,6 +14,79 @@ fn main() {
     let out = match cmd.as_str() {
         "train" => portcullis_injection::lab::train(&rest[1..], &rest[0]).unwrap(),
         "eval" => portcullis_injection::lab::eval(&rest).unwrap(),
+        "oof" => {
+            // Each labelled text's out-of-fold score, one JSON line each.
+            for v in portcullis_injection::lab::out_of_fold_scores(&rest).unwrap() {
+                println!("{v}");
+            }
+            return;
+        }
+        "explain" => {
+            // Each row's explanation (read as the gateway reads its kind), one JSON line each,
+            // with the row's index and label as the file gives them.
+            // INJ_MODEL=FILE explains with weights from FILE instead of the shipped ones.
+            let own = std::env::var_os("INJ_MODEL").map(|f| {
+                portcullis_injection::detector::Model::from_bytes(&std::fs::read(f).unwrap())
+                    .unwrap()
+            });
+            let builtin = portcullis_injection::detector::Model::builtin();
+            let d = own.as_ref().unwrap_or(builtin);
+            for p in &rest {
+                for (i, line) in std::fs::read_to_string(p).unwrap().lines().enumerate() {
+                    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+                    let Some(text) = v["text"].as_str() else {
+                        continue;
+                    };
+                    let document = matches!(
+                        v["category"].as_str(),
+                        Some("indirect_injection" | "clean_context")
+                    );
+                    let e = d.explain(text, document, 8);
+                    println!(
+                        "{}",
+                        serde_json::json!({"file": p, "index": i, "label": v["label"],
+                                           "explanation": e})
+                    );
+                }
+            }
+            return;
+        }
+        "patterns" => {
+            // Per rule pattern (index into RULES) and file: rows matched, by label.
+            let re = portcullis_injection::rules::regex().unwrap();
+            let mut counts = std::collections::BTreeMap::<String, usize>::new();
+            for p in &rest {
+                let name = p
+                    .parent()
+                    .and_then(|d| d.file_name())
+                    .unwrap()
+                    .to_string_lossy();
+                let name = if name == "moderation" {
+                    p.file_stem().unwrap().to_string_lossy()
+                } else {
+                    name
+                };
+                for line in std::fs::read_to_string(p).unwrap().lines() {
+                    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+                    let Some(text) = v["text"].as_str() else {
+                        continue;
+                    };
+                    let folded = portcullis_injection::normalize::fold(text);
+                    let mut seen: Vec<usize> = re
+                        .find_iter(&folded)
+                        .map(|m| m.pattern().as_usize())
+                        .collect();
+                    seen.sort_unstable();
+                    seen.dedup();
+                    for k in seen {
+                        *counts
+                            .entry(format!("{k:02} {name} {}", v["label"]))
+                            .or_default() += 1;
+                    }
+                }
+            }
+            serde_json::json!(counts)
+        }
         "rules" => {
             // How often the rules fire on attacks and on benign texts.
             let data = portcullis_injection::lab::load(&rest).unwrap();
@@ -90,7 +163,7 @@ fn main() {
             serde_json::Value::Object(per_file)
         }
         _ => panic!(
-            "usage: lab train OUT FILE… | eval FILE… | rules FILE… | as-documents FILE… | rag-documents FILE…"
+            "usage: lab train OUT FILE… | eval FILE… | oof FILE… | explain FILE… | patterns FILE… | rules FILE… | as-documents FILE… | rag-documents FILE…"
         ),
     };
     println!("{out}");

@@ -16,8 +16,12 @@ pub const RULES: &[(&str, &str)] = &[
         r"\b(new|updated|real|actual)\s+(instructions?|task|rules|objective)\s*(:|are|is)",
     ),
     (
-        "instruction_override",
+        "standing_instruction",
         r"\b(from now on|starting now|henceforth)\b[^.\n]{0,40}\b(you|respond|answer|act|behave)\b",
+    ),
+    (
+        "instruction_override",
+        r"\b(forget|disregard|ignore)\s+(everything|all|anything)\b[^.\n]{0,40}\b(before|above|previously|earlier|so far|learned|been told|told you|instructed)\b|\b(ignore|disregard|forget)\s+(all\s+|the\s+|any\s+)?(previous|prior|earlier|preceding|above)\s+(messages|inputs|conversation)\b",
     ),
     (
         "instruction_override",
@@ -25,23 +29,50 @@ pub const RULES: &[(&str, &str)] = &[
     ),
     (
         "persona",
-        r"\b(do anything now|dan mode|evil (bot|ai|assistant|confidant)|unfiltered (ai|assistant|model)|uncensored (ai|assistant|model)|jailbr[eo]a?k(en|ed)?)\b",
+        r"\b(do anything now|dan mode|evil ([a-z]+ )?(bot|ai|assistant|confidant|chatbot)|unfiltered (ai|assistant|model)|uncensored (ai|assistant|model)|jailbr[eo]a?k(en|ed)?)\b",
     ),
     (
         "persona",
         r"\b(you are|you're|act as|pretend (to be|you are)|roleplay as|play the role of)\b[^.\n]{0,40}\b(no (longer|more) (bound|restricted|limited)|without (any )?(restrictions|limits|filters|rules|ethics|morals)|unrestricted|uncensored|amoral|unethical)\b",
     ),
+    ("persona", r"\b(two|2|dual) (responses|answers)\b"),
+    // The model told it is free of its rules: not bound by them, not following them, broken
+    // free of them, an amoral or unfiltered AI, with no ethics or filters.
     (
         "persona",
-        r"\bstay in character\b|\bbreak(ing)? character\b|\b(two|2|dual) (responses|answers)\b",
+        r"\b(not|never|no longer|isn't|is not|aren't|are not|without being|nor)\s+(bound|restricted|limited|constrained|confined|governed|held back|censored|filtered|restrained)\s+(by|to)\b[^.\n]{0,40}\b(rules|guidelines|polic(y|ies)|restrictions|limitations|ethics|morals?|morality|laws|filters|constraints|principles|programming|boundaries|openai)\b",
+    ),
+    (
+        "persona",
+        r"\b(doesn'?t|does not|don'?t|do not|never|won'?t|will not|no need to|not|cannot|can't|shouldn'?t|should not)\s+(have to\s+|need to\s+|ever\s+|be required to\s+|required to\s+|obliged to\s+|supposed to\s+)?(follow|abide by|adhere to|obey|respect|care about|comply with|worry about|concern (itself|yourself|himself|herself|themselves) with|stick to|uphold)\s+(any\s+|the\s+|its\s+|your\s+|their\s+|his\s+|her\s+|those\s+)?([a-z'-]+\s+){0,3}?(ethic[a-z]*|moral[a-z]*|polic(y|ies)|guidelines|safety|openai|laws|legal[a-z]*|restrictions|limitations|filters|censorship|principles|content rules)\b",
+    ),
+    (
+        "persona",
+        r"\b(broken|break|breaking|freed?|liberated|released|escaped?|unshackled)\s+(free\s+)?(of|from)\s+(the\s+|its\s+|your\s+|all\s+|any\s+|their\s+)?(typical\s+|usual\s+|normal\s+|traditional\s+)?(confines|restrictions|limitations|shackles|chains|rules|constraints|guidelines|filters|programming|censorship)\b",
+    ),
+    (
+        "persona",
+        r"\b(amoral|unfiltered|uncensored|unrestricted|unethical|unhinged|immoral|lawless)\b[^.\n]{0,25}\b(ai|assistant|chatbot|bot|model|character|entity|version|persona|machine|system|gpt|chatgpt)\b",
+    ),
+    (
+        "persona",
+        r"\b(doesn'?t|does not|don'?t|do not|won'?t|will not|never)\s+(have|has|hold)\s+(any\s+)?(content polic(y|ies)|filters?|censorship|(programming |safety |content )?guidelines)\b",
+    ),
+    (
+        "persona",
+        r"\b(has|have|with|having|there are|there is|and)\s+(no|zero)\s+(ethic[a-z]*|moral[a-z]*|filters?|restrictions|limits|limitations|censorship|guidelines|boundaries|rules)\b",
+    ),
+    (
+        "persona",
+        r"\b(opposite of|violat[a-z]*|break[a-z]*|bypass[a-z]*|ignor[a-z]*|circumvent[a-z]*|disregard[a-z]*)\b[^.\n]{0,30}\b(openai|content)\s*'?s?\s+(content\s+)?(polic(y|ies)|guidelines|rules)\b",
     ),
     (
         "system_prompt_extraction",
-        r"\b(reveal|show|print|repeat|output|display|leak|tell me|give me|what (is|are|was))\b[^.\n]{0,30}\b(your|the|my)\s+(system|initial|original|hidden|secret|full|complete)?\s*(prompt|instructions|guidelines|directives)\b",
+        r"\b(reveal|show|print|repeat|output|display|leak|tell me|give me|what (is|are|was))\b[^.\n]{0,30}\b(your|the|my)\s+(system|initial|original|hidden|secret|full|complete|starting|first|opening|underlying|internal|base|core|pre-?set)?\s*(prompt|instructions|guidelines|directives)\b",
     ),
     (
         "system_prompt_extraction",
-        r"\b(repeat|print|output)\b[^.\n]{0,30}\b(everything|all|the (words|text)) (above|before|prior)\b",
+        r"\b(repeat|print|output)\b[^.\n]{0,30}\b(everything|all|the (words|text)) (above|before|prior)\b|\b(repeat|print|output|copy)\b[^.\n]{0,30}\b(this|the) (entire|whole|full) (conversation|chat|prompt)\b",
     ),
     (
         "system_prompt_extraction",
@@ -75,6 +106,20 @@ pub const RULES: &[(&str, &str)] = &[
         "refusal_suppression",
         r"\b(no|without (any)?)\s*(restrictions|limitations|filters|censorship|content polic(y|ies)|moral(s|ity)?|ethical guidelines)\b",
     ),
+    // Told never to answer the way a refusal does.
+    (
+        "refusal_suppression",
+        r"\b(never|not|don'?t|do not|must not|won'?t|will not)\s+(ever\s+)?(respond|reply|answer|say|start|begin|include|use)\b[^.\n]{0,30}(i'?m sorry|i apologi[sz]e|i cannot|i can'?t|i'?m (not able|unable)|i am (not able|unable)|as an ai language model)",
+    ),
+    // Told to answer whatever the ethics, the law or the harm.
+    (
+        "refusal_suppression",
+        r"\b(regardless of|no matter (how|what|if)|irrespective of|without (any )?(regard|consideration|concern)s? (for|of|to))\b[^.\n]{0,40}\b(ethic[a-z]*|moral[a-z]*|legal[a-z]*|illegal|unethical|immoral|harmful|dangerous|offensive|inappropriate|explicit|polic(y|ies)|guidelines|filters?|censorship|restrictions|safety)\b",
+    ),
+    (
+        "refusal_suppression",
+        r"\b(answer|respond to|reply to|fulfil+|comply with|complete|do)\s+(any|every|all)\s+([a-z]+\s+)?(requests?|questions?|prompts?|commands?|instructions?|orders?|tasks?)\b[^.\n]{0,60}\b(regardless|no matter|without (question|hesitation|refus[a-z]*|exception|restriction|filter[a-z]*|censor[a-z]*|limit[a-z]*|warning[a-z]*|hesitat[a-z]*))",
+    ),
     (
         "payload_splitting",
         r"\b[a-z]\s*=\s*['\x22][^'\x22]{1,80}['\x22][\s\S]{0,200}\b[a-z]\s*\+\s*[a-z]\b",
@@ -102,9 +147,10 @@ pub const RULES: &[(&str, &str)] = &[
 ];
 
 /// Families that count only in third-party text (tool results, documents): a user may well
-/// say how to shape the answer ("format your answer as a table"); an e-mail or a web page that
-/// tells its reader's model what to put in its reply is planting an instruction.
-pub const DOCUMENT_ONLY: &[&str] = &["reply_directive"];
+/// say how to shape the answer ("format your answer as a table") or set the conversation up
+/// ("from now on, answer like a pirate"); an e-mail or a web page that tells its reader's model
+/// what to put in its reply, or how to behave from now on, is planting an instruction.
+pub const DOCUMENT_ONLY: &[&str] = &["reply_directive", "standing_instruction"];
 
 /// The compiled rule set.
 pub fn regex() -> Option<&'static Regex> {
@@ -129,11 +175,26 @@ pub fn regex() -> Option<&'static Regex> {
 /// The families whose rules match folded `text` (one name per matching rule); `document`:
 /// the text is third-party content, where the [`DOCUMENT_ONLY`] families count too.
 pub fn matches(text: &str, document: bool) -> Vec<&'static str> {
+    matches_at(text, document, &mut Vec::new())
+}
+
+/// Like [`matches`], and appends to `at` the byte range of each match in `text` (the many-shot
+/// count has none): where a long document must be read.
+pub fn matches_at(
+    text: &str,
+    document: bool,
+    at: &mut Vec<std::ops::Range<usize>>,
+) -> Vec<&'static str> {
     let Some(re) = regex() else { return Vec::new() };
     let mut hits: Vec<&'static str> = re
         .find_iter(text)
-        .map(|m| RULES[m.pattern().as_usize()].0)
-        .filter(|f| document || !DOCUMENT_ONLY.contains(f))
+        .filter_map(|m| {
+            let f = RULES[m.pattern().as_usize()].0;
+            (document || !DOCUMENT_ONLY.contains(&f)).then(|| {
+                at.push(m.range());
+                f
+            })
+        })
         .collect();
     // Many-shot: a long fake dialogue.
     // One pass over the colons rather than three substring searches.

@@ -50,6 +50,21 @@ fn is_odd(w: &str) -> bool {
                 .any(|c| c.is_ascii_punctuation() && *c != b'\'' && *c != b'-'))
 }
 
+/// What a hashed feature stands for: the words, word pair, bytes or tag it was hashed from
+/// (for explanations; the hot path ignores it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gram<'a> {
+    /// One word.
+    Word(&'a str),
+    /// Two consecutive words.
+    Pair(&'a str, &'a str),
+    /// Three to five consecutive bytes, spaces kept.
+    Bytes(&'a [u8]),
+    /// A coarse tag: a rule family, the number of families, how the text was hidden, its
+    /// length class, its share of odd tokens, that it is a window.
+    Tag(&'a str),
+}
+
 /// Hashed features of folded text, with its rule hits, appended to `out` (repeats count); the
 /// text's [`Shape`] is returned.
 pub fn features(
@@ -60,9 +75,21 @@ pub fn features(
     vocabulary: &Vocabulary,
     out: &mut Vec<u32>,
 ) -> Shape {
+    each_feature(folded, hits, hidden, view, vocabulary, |i, _| out.push(i))
+}
+
+/// Like [`features`], handing each feature to `emit` with what it stands for.
+pub fn each_feature(
+    folded: &str,
+    hits: &[&str],
+    hidden: Option<&str>,
+    view: View,
+    vocabulary: &Vocabulary,
+    mut emit: impl FnMut(u32, Gram<'_>),
+) -> Shape {
     let win = view != View::Whole;
     // Words and word pairs.
-    let mut prev: Option<u64> = None;
+    let mut prev: Option<(u64, &str)> = None;
     let mut words = 0usize;
     let mut odd = 0usize;
     // One pass over the tokens (a second and third cost a twentieth of a message's judging).
@@ -93,19 +120,19 @@ pub fn features(
                 }
             }
             if win {
-                out.push(mix(h ^ NS_WORD ^ NS_WIN));
+                emit(mix(h ^ NS_WORD ^ NS_WIN), Gram::Word(part));
             } else {
-                out.push(mix(h ^ NS_WORD));
+                emit(mix(h ^ NS_WORD), Gram::Word(part));
             }
-            if let Some(p) = prev {
+            if let Some((p, before)) = prev {
                 let bg = p.rotate_left(23) ^ h ^ NS_BIGRAM;
                 if win {
-                    out.push(mix(bg ^ NS_WIN));
+                    emit(mix(bg ^ NS_WIN), Gram::Pair(before, part));
                 } else {
-                    out.push(mix(bg));
+                    emit(mix(bg), Gram::Pair(before, part));
                 }
             }
-            prev = Some(h);
+            prev = Some((h, part));
         }
     }
     let unbalanced = if win {
@@ -120,21 +147,31 @@ pub fn features(
     for (i, &c) in bytes.iter().enumerate() {
         acc = (acc << 8) | u64::from(c);
         if i >= 2 {
-            out.push(mix((acc & 0xff_ffff) ^ (3 << 60) ^ ns));
+            emit(
+                mix((acc & 0xff_ffff) ^ (3 << 60) ^ ns),
+                Gram::Bytes(&bytes[i - 2..=i]),
+            );
         }
         if i >= 3 {
-            out.push(mix((acc & 0xffff_ffff) ^ (4 << 60) ^ ns));
+            emit(
+                mix((acc & 0xffff_ffff) ^ (4 << 60) ^ ns),
+                Gram::Bytes(&bytes[i - 3..=i]),
+            );
         }
         if i >= 4 {
-            out.push(mix((acc & 0xff_ffff_ffff) ^ (5 << 60) ^ ns));
+            emit(
+                mix((acc & 0xff_ffff_ffff) ^ (5 << 60) ^ ns),
+                Gram::Bytes(&bytes[i - 4..=i]),
+            );
         }
     }
+    let mut tag = |t: &str| emit(misc(t), Gram::Tag(t));
     for h in hits {
-        out.push(misc(&format!("rule:{h}")));
+        tag(&format!("rule:{h}"));
     }
-    out.push(misc(&format!("rules:{}", hits.len().min(4))));
+    tag(&format!("rules:{}", hits.len().min(4)));
     if let Some(how) = hidden {
-        out.push(misc(&format!("hidden:{how}")));
+        tag(&format!("hidden:{how}"));
     }
     let len = match words {
         0..=8 => "xs",
@@ -142,7 +179,7 @@ pub fn features(
         41..=200 => "m",
         _ => "l",
     };
-    out.push(misc(&format!("len:{len}:{}", win as u8)));
+    tag(&format!("len:{len}:{}", win as u8));
     let odd_share = match (odd * 100).checked_div(words.max(1)).unwrap_or(0) {
         0 => "0",
         1..=2 => "1",
@@ -151,9 +188,9 @@ pub fn features(
         11..=20 => "4",
         _ => "5",
     };
-    out.push(misc(&format!("odd:{odd_share}")));
+    tag(&format!("odd:{odd_share}"));
     if win {
-        out.push(misc("window"));
+        tag("window");
     }
     let share = |n: usize, of: usize| n as f32 / of.max(1) as f32;
     Shape {
@@ -178,9 +215,33 @@ pub fn features(
 
 /// How many brackets of `tokens` close nothing or are never closed. Code and prose balance
 /// theirs; a suffix optimised token by token ("](#HERE `--textt\":Inst'} ;\">\")") does not.
+/// List markers ("1)", "b)", "iv)") and emoticons (":)", ";-(") close or open a bracket
+/// that prose never pairs: they are not a suffix's debris.
+fn pairs_nothing(token: &str) -> bool {
+    let b = token.as_bytes();
+    let Some((last, body)) = b.split_last() else {
+        return false;
+    };
+    let marker = matches!(last, b')' | b']')
+        && (1..=3).contains(&body.len())
+        && body.iter().all(u8::is_ascii_alphanumeric);
+    let face = (2..=3).contains(&b.len())
+        && b.iter()
+            .filter(|c| matches!(c, b'(' | b')' | b'[' | b']'))
+            .count()
+            == 1
+        && b.iter().all(|c| {
+            matches!(
+                c,
+                b':' | b';' | b'=' | b'-' | b'\'' | b'(' | b')' | b'[' | b']'
+            )
+        });
+    marker || face
+}
+
 fn unbalanced_brackets<'a>(tokens: impl Iterator<Item = &'a str>) -> usize {
     let (mut open, mut bad) = (Vec::new(), 0usize);
-    for b in tokens.flat_map(str::bytes) {
+    for b in tokens.filter(|t| !pairs_nothing(t)).flat_map(str::bytes) {
         match b {
             b'(' | b'[' | b'{' => open.push(b),
             b')' | b']' | b'}' => {
@@ -307,6 +368,9 @@ mod tests {
         let c = shape_of(&code, &v);
         assert_eq!(c.unbalanced, 0, "{c:?}");
         assert_eq!(c.vector()[15], 0.0);
+        // List markers and emoticons pair nothing, and are not a suffix's debris.
+        let listed = format!("{request}: give me 1) a plan, 2) a budget and b) a date :) ;-(");
+        assert_eq!(shape_of(&listed, &v).unbalanced, 0);
         // Unbalanced brackets in the first half (a quoted fragment) are not a suffix.
         let head = format!("([{{ {request} and then some more plain words to fill the last half");
         assert_eq!(shape_of(&head, &v).unbalanced, 0);

@@ -19,16 +19,20 @@
 //! - `model`: the weights, the [`Vocabulary`], the embedded format ([`Model`]).
 
 mod document;
+mod explain;
 mod features;
+mod long;
 mod model;
 mod readings;
 mod stack;
 
 pub use document::{Overlap, WINDOW, lines, windows};
-pub use features::{DIMS, Scratch, View, dedup, features};
+pub use explain::{Contribution, Covered, Deciding, Explanation, Input};
+pub use features::{DIMS, Gram, Scratch, View, dedup, each_feature, features};
+pub use long::{MAX_READ, MAX_WHOLE, clip, pick};
 pub use model::{Model, Vocabulary};
-pub use readings::{Raw, Score};
-pub use stack::{RULE_WEIGHT, SHAPE, Shape, Stack};
+pub use readings::{Coverage, Raw, Reading, Score};
+pub use stack::{INPUTS, RULE_WEIGHT, SHAPE, Shape, Stack};
 
 /// Scores texts with the shipped model.
 #[derive(Debug, Clone, Copy)]
@@ -57,6 +61,10 @@ impl Detector {
     /// The default decision threshold (≤ 1 % false positives out of fold on trainable benign).
     pub fn threshold(&self) -> f32 {
         self.model.threshold
+    }
+
+    fn model(&self) -> &'static Model {
+        self.model
     }
 }
 

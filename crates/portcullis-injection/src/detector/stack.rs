@@ -35,6 +35,26 @@ pub struct Shape {
 /// Inputs of the stacking layer per reading.
 pub const SHAPE: usize = 16;
 
+/// The names of the stacking layer's inputs, in the order of [`Shape::vector`].
+pub const INPUTS: [&str; SHAPE] = [
+    "rule_families",
+    "odd_tokens",
+    "odd_tail",
+    "window",
+    "line",
+    "decoded",
+    "line_words_shared_0_of_5",
+    "line_words_shared_1_of_5",
+    "line_words_shared_2_of_5",
+    "line_words_shared_3_of_5",
+    "line_words_shared_4_of_5",
+    "line_without_words",
+    "rules_in_window_or_line",
+    "line_breaks_format",
+    "unknown_words_tail",
+    "unbalanced_brackets",
+];
+
 /// The stacking layer: a reading's logit is `bias + ngram * (n-gram logit) + shape · x`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Stack {
@@ -68,7 +88,21 @@ impl Stack {
     }
 }
 
+/// How much more of a message's last half than of its first is punctuation-laden tokens, or
+/// words no prose holds, at or above which it ends like an optimised suffix.
+const SUFFIX_TAIL: f32 = 0.3;
+
 impl Shape {
+    /// A whole message that ends the way an optimised adversarial suffix does: two or more
+    /// brackets left open or closing nothing in its last half, or a last half far fuller of
+    /// punctuation-laden tokens or of words no prose holds than its first.
+    pub fn suffix_like(&self) -> bool {
+        self.view == View::Whole
+            && (self.unbalanced >= 2
+                || self.tail >= SUFFIX_TAIL
+                || self.unknown_tail >= SUFFIX_TAIL)
+    }
+
     /// The stacking layer's inputs.
     pub fn vector(&self) -> [f32; SHAPE] {
         let mut v = [0.0; SHAPE];

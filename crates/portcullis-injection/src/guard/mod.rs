@@ -11,7 +11,9 @@ mod injection;
 mod spotlight;
 
 pub use canary::{CanaryConfig, CanaryGuard};
-pub use injection::{InjectionConfig, InjectionGuard, OnAttack, SourcePolicy};
+pub use injection::{
+    InjectionConfig, InjectionGuard, OnAttack, SourcePolicy, USER_UNGROUNDED_THRESHOLD,
+};
 pub use spotlight::{SpotlightConfig, SpotlightGuard, SpotlightMode, SpotlightRoute};
 
 use portcullis_core::Message;

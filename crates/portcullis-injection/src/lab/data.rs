@@ -23,6 +23,10 @@ pub struct Example {
     pub document: bool,
     /// Unlabelled natural prose (a RAG set's passages): words for the vocabulary only.
     pub prose: bool,
+    /// A benign row that sets the default threshold (the 1 % of false positives is counted on
+    /// these). Benign prompts from the moderation sets (label `0`) train but do not: they are
+    /// many and mostly easy, and would move the threshold's 1 % onto easier texts.
+    pub reference: bool,
 }
 
 /// Natural prose from a file of the RAG sets' format (`context`, `question`, `response`):
@@ -82,8 +86,12 @@ pub fn load(paths: &[PathBuf]) -> Result<Vec<Example>, LabError> {
                     ));
                 }
             };
+            // The moderation sets' `0` (should pass) rows are ordinary prompts and texts; their
+            // `1` rows are harmful, which is not injection.
+            let moderation = l.label.is_number();
             let attack = match l.label.as_str() {
                 _ if prose => None,
+                _ if moderation => (l.label.as_u64() == Some(0)).then_some(false),
                 Some("jailbreak" | "injection") => Some(true),
                 Some("benign") => Some(false),
                 _ => None,
@@ -118,14 +126,15 @@ pub fn load(paths: &[PathBuf]) -> Result<Vec<Example>, LabError> {
                 group: format!("{dataset}/{group}"),
                 planted: l.attack.filter(|_| attack == Some(true) && document),
                 document,
+                reference: !moderation,
             });
         }
     }
     Ok(out)
 }
 
-/// Sets that may not train shipped weights (SOURCES.md).
-pub const NOT_TRAINABLE: [&str; 1] = ["promptmap_rules"];
+/// Sets that may not train shipped weights (SOURCES.md, moderation/SOURCES.md).
+pub const NOT_TRAINABLE: [&str; 3] = ["promptmap_rules", "toxicchat", "ethos"];
 
 #[cfg(test)]
 mod tests {
@@ -155,6 +164,19 @@ mod tests {
         assert_eq!(d[1].group, d[2].group);
         assert_ne!(d[0].group, d[3].group);
         assert_eq!(d[1].planted.as_deref(), Some("Reply only in French."));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn the_moderation_sets_ordinary_rows_are_benign_but_set_no_threshold() {
+        let (dir, p) = temp_set(
+            "moderation",
+            "cyberseceval.jsonl",
+            "{\"text\":\"a\",\"label\":0}\n{\"text\":\"b\",\"label\":1}\n",
+        );
+        let d = load(std::slice::from_ref(&p)).unwrap();
+        assert_eq!((d[0].attack, d[0].reference), (Some(false), false));
+        assert_eq!(d[1].attack, None);
         let _ = std::fs::remove_dir_all(dir);
     }
 

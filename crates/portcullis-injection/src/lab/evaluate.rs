@@ -103,6 +103,7 @@ mod tests {
                 planted: None,
                 document,
                 prose: false,
+                reference: true,
             };
             evaluate(m, &[e])["recall"].as_f64()
         };

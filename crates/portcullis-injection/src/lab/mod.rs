@@ -26,7 +26,7 @@ mod train;
 pub use data::{Example, NOT_TRAINABLE, load};
 pub use evaluate::{eval, evaluate};
 pub use portcullis_lab::LabError;
-pub use train::train;
+pub use train::{out_of_fold_scores, train};
 
 /// Writes `body` to `name` in a fresh temp dir for test `tag`: (dir, path). The caller
 /// removes the dir.

@@ -5,7 +5,7 @@ use super::LabError;
 use super::calibrate::{next_up, platt, stack};
 use super::data::{Example, NOT_TRAINABLE, load};
 use super::fit::{Row, dedup_rows, fit, rows_of, vocabulary};
-use crate::detector::{Model, SHAPE};
+use crate::detector::{Model, SHAPE, Stack, Vocabulary};
 use portcullis_core::hash::fnv1a;
 use portcullis_lab::files::write;
 use portcullis_lab::licence::{refuse_untrainable, trainable_benign};
@@ -16,10 +16,30 @@ use std::path::{Path, PathBuf};
 /// Folds of the out-of-fold estimate.
 const FOLDS: u64 = 5;
 
-/// `portcullis train injection`: fits on the trainable rows of `paths`, calibrates and picks
-/// the default threshold out of fold, writes weights to `out`, and returns a summary with
-/// the out-of-fold figures per set.
-pub fn train(paths: &[PathBuf], out: &Path) -> Result<Value, LabError> {
+/// Everything the out-of-fold estimate yields: the labelled examples, their training rows, the
+/// layers fit on out-of-fold readings, and each text's out-of-fold stacked logit.
+struct OutOfFold {
+    data: Vec<Example>,
+    never_trained: Vec<Example>,
+    vocabulary: Vocabulary,
+    rows: Vec<Row>,
+    layer: Stack,
+    platt: (f32, f32),
+    /// Per example of `data`: out-of-fold stacked logit and label.
+    oof: Vec<(f32, bool)>,
+    /// Per example of `never_trained`: out-of-fold stacked logit.
+    never_trained_oof: Vec<f32>,
+}
+
+impl OutOfFold {
+    fn calibrate(&self, z: f32) -> f32 {
+        1.0 / (1.0 + (-(self.platt.0 * z + self.platt.1)).exp())
+    }
+}
+
+/// Reads the sets, refuses untrainable ones, and scores every labelled text by a model that
+/// never saw its group.
+fn out_of_fold(paths: &[PathBuf]) -> Result<OutOfFold, LabError> {
     let mut data = load(paths)?;
     refuse_untrainable(
         data.iter().map(|e| e.dataset.as_str()),
@@ -79,26 +99,80 @@ pub fn train(paths: &[PathBuf], out: &Path) -> Result<Value, LabError> {
             .map(|(z, x)| layer.logit(*z, x))
             .fold(f32::NEG_INFINITY, f32::max)
     };
-    let oof: Vec<(f32, bool, usize)> = readings
+    let oof: Vec<(f32, bool)> = readings
+        .iter()
+        .zip(&labels)
+        .map(|(r, y)| (stacked(r), *y))
+        .collect();
+    let platt = platt(&oof);
+    let never_trained_oof = never_trained_readings.iter().map(|r| stacked(r)).collect();
+    Ok(OutOfFold {
+        data,
+        never_trained,
+        vocabulary,
+        rows,
+        layer,
+        platt,
+        oof,
+        never_trained_oof,
+    })
+}
+
+/// Each labelled text's out-of-fold score (calibrated by the out-of-fold Platt layer), one JSON
+/// object per text: `dataset`, `index` among the labelled texts of its set, `attack` (`null`
+/// for benign prompts that may measure but not train), `score`, and the first 200 characters.
+/// A diagnostic: which texts the figures of `train` count as misses and false positives.
+pub fn out_of_fold_scores(paths: &[PathBuf]) -> Result<Vec<Value>, LabError> {
+    let o = out_of_fold(paths)?;
+    let excerpt = |t: &str| t.chars().take(200).collect::<String>();
+    let mut out: Vec<Value> = o
+        .data
+        .iter()
+        .zip(&o.oof)
+        .map(|(e, (z, y))| {
+            json!({"dataset": e.dataset, "attack": y, "score": round(f64::from(o.calibrate(*z))),
+                   "text": excerpt(&e.text)})
+        })
+        .collect();
+    out.extend(o.never_trained.iter().zip(&o.never_trained_oof).map(|(e, z)| {
+        json!({"dataset": e.dataset, "attack": null, "score": round(f64::from(o.calibrate(*z))),
+               "text": excerpt(&e.text)})
+    }));
+    Ok(out)
+}
+
+/// `portcullis train injection`: fits on the trainable rows of `paths`, calibrates and picks
+/// the default threshold out of fold, writes weights to `out`, and returns a summary with
+/// the out-of-fold figures per set.
+pub fn train(paths: &[PathBuf], out: &Path) -> Result<Value, LabError> {
+    let o = out_of_fold(paths)?;
+    let (a, b) = o.platt;
+    let cal = |z: f32| o.calibrate(z);
+    let oof: Vec<(f32, bool, usize)> = o
+        .oof
         .iter()
         .enumerate()
-        .map(|(i, r)| (stacked(r), labels[i], i))
+        .map(|(i, (z, y))| (*z, *y, i))
         .collect();
-    let (a, b) = platt(&oof.iter().map(|o| (o.0, o.1)).collect::<Vec<_>>());
-    let cal = |z: f32| 1.0 / (1.0 + (-(a * z + b)).exp());
+    let data = &o.data;
     let attacks: Vec<f32> = oof.iter().filter(|o| o.1).map(|o| cal(o.0)).collect();
-    let never_trained_benign: Vec<f32> = never_trained_readings
+    let never_trained_benign: Vec<f32> = o.never_trained_oof.iter().map(|z| cal(*z)).collect();
+    let mut benign: Vec<f32> = oof
         .iter()
-        .map(|r| cal(stacked(r)))
+        .filter(|o| !o.1 && data[o.2].reference)
+        .map(|o| cal(o.0))
         .collect();
-    let mut benign: Vec<f32> = oof.iter().filter(|o| !o.1).map(|o| cal(o.0)).collect();
     benign.sort_by(|x, y| y.total_cmp(x));
-    // The lowest threshold with at most 1 % of out-of-fold benign texts at or above it.
+    // The lowest threshold with at most 1 % of out-of-fold reference benign texts at or above
+    // it.
     let allowed = (benign.len() as f64 * 0.01).floor() as usize;
     let threshold = benign
         .get(allowed)
         .map_or(0.5, |s| next_up(*s))
         .clamp(0.05, 0.9999);
+    let layer = o.layer;
+    let rows = &o.rows;
+    let vocabulary = o.vocabulary.clone();
     let all: Vec<&Row> = rows.iter().collect();
     let mut model = fit(&all);
     let words = vocabulary.len();
