@@ -26,6 +26,29 @@ fn bench(c: &mut Criterion) {
     g.bench_function("90 KB document", |b| {
         b.iter(|| d.score(std::hint::black_box(&long)))
     });
+    // Issue 20: a tool result is read all through by windows and lines, up to MAX_READ (64 KB);
+    // beyond, an even sample worth MAX_READ plus where the rules fire.
+    let page = |n: usize| {
+        let mut t = String::with_capacity(n + 400);
+        let mut i = 0usize;
+        while t.len() < n {
+            t.push_str(&typical[(i * 97) % 600..][..200]);
+            t.push_str(if i % 3 == 2 { ".\n" } else { ". " });
+            i += 1;
+        }
+        t
+    };
+    for (name, n) in [
+        ("20 KB tool result (read all through)", 20 * 1024),
+        ("1 MB tool result (sampled to 64 KB)", 1024 * 1024),
+    ] {
+        let doc = page(n);
+        g.throughput(Throughput::Bytes(doc.len() as u64));
+        g.sample_size(10);
+        g.bench_function(name, |b| {
+            b.iter(|| d.score_document(std::hint::black_box(&doc)))
+        });
+    }
     g.finish();
 }
 

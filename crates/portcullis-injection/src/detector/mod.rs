@@ -9,14 +9,26 @@
 //! planted sentence is not diluted by a long page; a long one counts whole only when the rules
 //! see an attack in it.
 //!
-//! Cost class: pure CPU, linear in the text (texts over 16 KB are judged on both ends).
+//! A score is *grounded* ([`Score::grounded`]) when something beside the n-grams backs it: a
+//! rule family, a hidden payload that decided, an adversarial suffix. The guard refuses a
+//! user's message on grounded scores (or near-certain n-grams) and flags the rest: the n-grams
+//! learned role-play set-ups as jailbreaks, and real users write many.
+//!
+//! [`Detector::explain`] says why a text scored what it did (off the hot path).
+//!
+//! Cost class: pure CPU, linear in the text. The rules and decoders read all of it; the
+//! n-grams read a text whole up to 16 KB (beyond, its ends and where the rules fire) and a
+//! document's windows and lines up to 64 KB (beyond, an even sample and where the rules fire;
+//! see `long`).
 //!
 //! # Layout
 //! - `features`: the hashed n-grams of one reading, and its shape ([`View`], [`Scratch`]).
 //! - `stack`: the stacking layer ([`Stack`]) and its inputs per reading ([`Shape`]).
 //! - `document`: how a document is cut into [`windows`] and [`lines`], and a line's [`Overlap`].
+//! - `long`: what of a long text is read, at bounded cost ([`clip`], [`pick`]).
 //! - `readings`: every reading of a text and the best one's calibrated [`Score`].
 //! - `model`: the weights, the [`Vocabulary`], the embedded format ([`Model`]).
+//! - `explain`: [`Explanation`], why a text scored what it did.
 
 mod document;
 mod explain;

@@ -1,5 +1,20 @@
 //! The injection guard: each source of text (user, tool result, document, replayed assistant
 //! turn) judged by the detector and blocked, flagged or let through by its own policy.
+//!
+//! A refusal is a 403 `prompt_injection` whose message names the guard, the kind (jailbreak or
+//! prompt injection) and why (the attack families, how the text was hidden, an adversarial
+//! suffix, or the learned classifier alone), never the text it matched. A user's message is
+//! refused only when something beside the n-grams backs the score, or the n-grams are
+//! near-certain; otherwise it is flagged (known false positives it avoids: role-play set-ups,
+//! "act as" prompts, long writing tasks). Tool results and documents are flagged by default.
+//!
+//! ```toml
+//! [injection.user]
+//! action = "block"
+//! ungrounded_threshold = 0.998   # leave out to let the n-grams alone refuse
+//! [injection.tool]
+//! action = "flag"                # or "block"
+//! ```
 
 use super::ConfigError;
 use crate::detector::{Detector, Score};
