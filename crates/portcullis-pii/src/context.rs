@@ -186,6 +186,31 @@ impl WordTable {
     }
 }
 
+/// A fixed word list written as one space-separated string (it reads as a list and formats
+/// compactly), looked up without regard to ASCII case through a [`WordTable`] built on first
+/// use.
+pub(crate) struct Words {
+    list: &'static str,
+    table: std::sync::OnceLock<WordTable>,
+}
+
+impl Words {
+    pub(crate) const fn new(list: &'static str) -> Words {
+        Words {
+            list,
+            table: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Whether `word` is on the list.
+    pub(crate) fn has(&self, word: &str) -> bool {
+        self.table
+            .get_or_init(|| WordTable::new(self.list.split_whitespace().map(|w| (w, 1))))
+            .get(word.as_bytes())
+            != 0
+    }
+}
+
 fn table() -> &'static WordTable {
     static T: std::sync::OnceLock<WordTable> = std::sync::OnceLock::new();
     T.get_or_init(|| WordTable::new(WORDS.iter().copied()))

@@ -127,16 +127,15 @@ pub(super) fn plausible(
     cased: bool,
 ) -> Option<EntityType> {
     let t = &text[span.clone()];
-    let letters = t.chars().filter(|c| c.is_alphabetic()).count();
-    let digits = t.bytes().filter(u8::is_ascii_digit).count();
-    let capital = t.chars().any(char::is_uppercase);
+    let letters = || t.chars().any(char::is_alphabetic);
     match entity {
         EntityType::Person | EntityType::Location | EntityType::Organization => {
-            (letters > 0 && (capital || !cased)).then_some(entity)
+            let capital = || t.chars().any(char::is_uppercase);
+            (letters() && (!cased || capital())).then_some(entity)
         }
         // A bare number may be the house number or postcode line of an address: that is
         // settled once the lines are joined (see `settle_addresses`).
-        EntityType::Address if letters > 0 && digits == 0 => None,
+        EntityType::Address if !t.bytes().any(|b| b.is_ascii_digit()) && letters() => None,
         EntityType::Age => age(text, span).then_some(entity),
         _ => (!t.is_empty()).then_some(entity),
     }
@@ -146,6 +145,11 @@ pub(super) fn plausible(
 /// the marks of one (see [`address`]); a bare number is kept only as the postcode line of an
 /// address just before it, or as a postcode in a postcode's place (see [`postcode`]).
 pub(crate) fn settle_addresses(text: &str, kept: &mut Vec<Candidate>) {
+    if !kept.iter().any(|c| {
+        c.recognizer == "ner" && matches!(c.entity, EntityType::Address | EntityType::Postcode)
+    }) {
+        return;
+    }
     let cased = cased(text);
     // Where the last address ended, for a bare number that is its postcode line.
     let mut address_end: Option<usize> = None;
@@ -180,12 +184,14 @@ pub(crate) fn settle_addresses(text: &str, kept: &mut Vec<Candidate>) {
 }
 
 /// Words that only an address has: street kinds, unit kinds, post boxes, in a few languages.
-const STREET_WORDS: &str = "street st road rd avenue ave av lane ln drive dr way boulevard blvd court ct \
+static STREET_WORDS: crate::context::Words = crate::context::Words::new(
+    "street st road rd avenue ave av lane ln drive dr way boulevard blvd court ct \
     place pl square sq terrace crescent close highway hwy parkway pkwy circle cir \
     trail row alley apt apartment suite ste unit floor fl box po postbox rue via \
     viale piazza calle carrer rua avenida plaza chemin allee allée platz gasse weg \
     straße strasse str ul ulica út utca tér vej gade gata gatan vegen veien laan \
-    straat plein kuja katu tie fpo apo dpo psc cmr";
+    straat plein kuja katu tie fpo apo dpo psc cmr",
+);
 
 /// An address has a street or unit word ("Main St", "Apt. 4", "Pohlstrasse 9"), runs over
 /// lines, continues into a town (", Springfield"), or stands where the words around it speak
@@ -196,14 +202,17 @@ fn address(text: &str, span: &Range<usize>, cased: bool) -> bool {
         .split(|c: char| !c.is_alphanumeric())
         .filter(|w| !w.is_empty())
         .any(|w| {
-            let l = w.to_lowercase();
-            STREET_WORDS.split_whitespace().any(|s| s == l)
+            STREET_WORDS.has(w)
                 || [
                     "strasse", "straße", "straat", "gade", "vej", "weg", "gasse", "vegen", "veien",
                     "laan", "gatan", "katu", "kuja",
                 ]
                 .iter()
-                .any(|s| l.len() > s.len() + 2 && l.ends_with(s))
+                .any(|s| {
+                    w.len() > s.len() + 2
+                        && w.is_char_boundary(w.len() - s.len())
+                        && w[w.len() - s.len()..].eq_ignore_ascii_case(s)
+                })
         });
     // Lines of an address: the first has a number and a word, and no blank line parts them.
     let lines = t.trim_end().contains('\n')

@@ -52,13 +52,10 @@ impl<'m> Tagger<'m> {
         Tagger { model }
     }
 
-    /// The tag sequence for `tokens` (greedy, BIO-constrained), with each tag's margin.
-    fn decode(&self, text: &str, toks: &[Token]) -> Vec<(usize, f32)> {
+    /// The tag sequence for `tokens` (greedy, BIO-constrained), with each tag's margin;
+    /// `gate`: the text is written with capitals, so a lower-case word starts no name.
+    fn decode(&self, text: &str, toks: &[Token], gate: bool) -> Vec<(usize, f32)> {
         let a = atoms(text, toks, &self.model.lexicon);
-        // In text written all in lower case, capitals say nothing: every word is a candidate.
-        let letters = text.bytes().filter(u8::is_ascii_alphabetic).count();
-        let upper = text.bytes().filter(u8::is_ascii_uppercase).count();
-        let gate = upper * 50 >= letters;
         let mut tags: Vec<(usize, i32)> = Vec::with_capacity(toks.len());
         let mut f = [0u32; NF];
         for i in 0..toks.len() {
@@ -108,8 +105,9 @@ impl<'m> Tagger<'m> {
     /// they have the shape of their kind (see [`shape::plausible`]).
     pub fn spans(&self, text: &str) -> Vec<Span> {
         let toks = tokenize(text);
-        let tags = self.decode(text, &toks);
+        // In text written all in lower case, capitals say nothing: every word is a candidate.
         let cased = shape::cased(text);
+        let tags = self.decode(text, &toks, cased);
         let mut spans = spans_of(&toks, &tags);
         spans.retain_mut(|s| {
             s.span = shape::tidy(text, s.span.clone(), s.entity, cased);

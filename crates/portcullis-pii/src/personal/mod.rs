@@ -209,7 +209,7 @@ fn could_be_name(e: EntityType) -> bool {
 fn beyond_title(text: &str, span: &Range<usize>) -> bool {
     text[span.clone()]
         .split(|c: char| !c.is_alphabetic())
-        .any(|w| w.chars().count() >= 2 && !words::is_title(&w.to_lowercase()))
+        .any(|w| w.chars().count() >= 2 && !words::is_title(w))
 }
 
 pub(super) fn capitalised(text: &str, span: &Range<usize>) -> bool {

@@ -3,62 +3,101 @@
 //! people introduce themselves and write letters and records, not from any data set.
 
 use super::{Cue, capitalised};
+use crate::context::Words;
 use std::ops::Range;
 
-/// Lower-case words before `at` on its line (nearest last), apostrophes folded to `'`,
-/// stopping at a sentence end.
-fn line_words(text: &str, at: usize, max: usize) -> Vec<String> {
-    let line = &text[text[..at].rfind('\n').map_or(0, |i| i + 1)..at];
-    // A title's full stop ("Mr.") ends no sentence.
-    let ends_sentence = |i: usize| {
-        line.as_bytes()[i] != b'.' || {
-            let word = line[..i]
-                .rsplit(|c: char| !c.is_alphanumeric())
-                .next()
-                .unwrap_or_default()
-                .to_lowercase();
-            !listed(TITLES, word.as_str())
+/// How far back (bytes) the words before a name are read: cues sit right before it.
+const LOOK_BACK: usize = 160;
+
+/// The text of `at`'s line before it, at most [`LOOK_BACK`] bytes of it, and whether that is
+/// the whole of it (the line starts there).
+fn line_before(text: &str, at: usize) -> (&str, bool) {
+    let mut from = at.saturating_sub(LOOK_BACK);
+    while !text.is_char_boundary(from) {
+        from -= 1;
+    }
+    let window = &text[from..at];
+    match window.rfind('\n') {
+        Some(i) => (&window[i + 1..], true),
+        None => (window, from == 0),
+    }
+}
+
+/// Words of `line` (nearest last), at most `max`, back to a sentence end: one backward pass
+/// that stops at the `max`-th word.
+fn line_words(line: &str, max: usize) -> Vec<&str> {
+    let mut words: Vec<&str> = Vec::with_capacity(max);
+    let mut word_end: Option<usize> = None;
+    for (i, c) in line.char_indices().rev() {
+        if c.is_alphanumeric() || c == '\'' || c == '’' {
+            word_end.get_or_insert(i + c.len_utf8());
+            continue;
         }
-    };
-    let clause_at = line
-        .rmatch_indices(['.', '!', '?', ';'])
-        .map(|(i, _)| i)
-        .find(|i| ends_sentence(*i))
-        .map_or(0, |i| i + 1);
-    let clause = &line[clause_at..];
-    let mut words: Vec<String> = clause
-        .split(|c: char| !(c.is_alphanumeric() || c == '\'' || c == '’'))
-        .filter(|w| !w.is_empty())
-        .rev()
-        .take(max)
-        .map(|w| w.to_lowercase().replace('’', "'"))
-        .collect();
+        if let Some(end) = word_end.take() {
+            words.push(&line[i + c.len_utf8()..end]);
+            if words.len() == max {
+                break;
+            }
+        }
+        // A title's full stop ("Mr.") ends no sentence.
+        let title_stop = c == '.'
+            && TITLES.has(
+                line[..i]
+                    .rsplit(|c: char| !c.is_alphanumeric())
+                    .next()
+                    .unwrap_or_default(),
+            );
+        if matches!(c, '.' | '!' | '?' | ';') && !title_stop {
+            word_end = None;
+            break;
+        }
+    }
+    if let Some(end) = word_end
+        && words.len() < max
+    {
+        words.push(&line[..end]);
+    }
     words.reverse();
     words
 }
 
-/// Whether `word` is one of the space-separated words of `list`.
-fn listed(list: &str, word: &str) -> bool {
-    list.split_whitespace().any(|w| w == word)
-}
-
-/// Whether a lower-case word is a title.
+/// Whether a word is a title.
 pub(super) fn is_title(word: &str) -> bool {
-    listed(TITLES, word)
+    TITLES.has(word)
 }
 
 /// Titles between a cue and a name ("my landlord, Mr. Smith").
-const TITLES: &str = "mr mrs ms miss mx dr prof sir madam";
+static TITLES: Words = Words::new("mr mrs ms miss mx dr prof sir madam");
+
+/// Whether two words are the same but for ASCII case and the kind of apostrophe.
+fn same(a: &str, b: &str) -> bool {
+    let fold = |w: &str| {
+        w.chars()
+            .map(|c| {
+                if c == '’' {
+                    '\''
+                } else {
+                    c.to_ascii_lowercase()
+                }
+            })
+            .collect::<String>()
+    };
+    a.eq_ignore_ascii_case(b) || a.contains('’') && fold(a) == b
+}
 
 /// Cues in the words right before the name: an introduction, a relation, a name field or a
 /// salutation.
 pub(super) fn words_before(text: &str, span: &Range<usize>) -> Option<Cue> {
-    let mut w = line_words(text, span.start, 6);
-    while w.last().is_some_and(|x| listed(TITLES, x.as_str())) {
-        w.pop();
+    let (line, whole) = line_before(text, span.start);
+    let all = line_words(line, 6);
+    let mut n = all.len();
+    while n > 0 && TITLES.has(all[n - 1]) {
+        n -= 1;
     }
+    let w = &all[..n];
+    // Compared from the last word back, so most phrases fail on their first comparison.
     let ends = |p: &[&str]| {
-        w.len() >= p.len() && w[w.len() - p.len()..].iter().zip(p).all(|(a, b)| a == b)
+        w.len() >= p.len() && w.iter().rev().zip(p.iter().rev()).all(|(a, b)| same(a, b))
     };
     const INTRODUCTIONS: &[&[&str]] = &[
         &["my", "name", "is"],
@@ -77,28 +116,35 @@ pub(super) fn words_before(text: &str, span: &Range<usize>) -> Option<Cue> {
         &["meu", "nome", "é"],
         &["mi", "chiamo"],
     ];
-    if INTRODUCTIONS.iter().any(|p| ends(p)) || this_is(&w) {
+    // The last words of the introductions: most names follow none of them.
+    static INTRODUCED_BY: Words =
+        Words::new("is name's am i'm im me by llamo es m'appelle heiße heisse ist é chiamo");
+    let introduced = w.last().is_some_and(|last| {
+        (INTRODUCED_BY.has(last) || last.contains('’')) && INTRODUCTIONS.iter().any(|p| ends(p))
+    });
+    if introduced || this_is(w) {
         return Some(Cue::Introduction);
     }
-    if relation(&w) {
+    if relation(w) {
         return Some(Cue::Relation);
     }
-    if field(text, span.start) {
+    if field(line) {
         return Some(Cue::Field);
     }
-    salutation(text, span)
+    salutation(text, span, line, whole, all)
 }
 
 /// "Hi, this is Jane": after a greeting (not "This is Paris in spring").
-fn this_is(w: &[String]) -> bool {
+fn this_is(w: &[&str]) -> bool {
     let n = w.len();
-    n >= 3 && w[n - 2] == "this" && w[n - 1] == "is" && listed(GREETINGS, w[n - 3].as_str())
+    n >= 3 && same(w[n - 2], "this") && same(w[n - 1], "is") && GREETINGS.has(w[n - 3])
 }
 
 /// People a writer has (with my / our / your, perhaps one word between: "my best friend"), or
 /// the role of someone in a record ("patient", "customer") right before the name.
-fn relation(w: &[String]) -> bool {
-    const RELATIONS: &str = "wife husband partner spouse boyfriend girlfriend fiancé fiance fiancée fiancee \
+fn relation(w: &[&str]) -> bool {
+    static RELATIONS: Words = Words::new(
+        "wife husband partner spouse boyfriend girlfriend fiancé fiance fiancée fiancee \
     son daughter child kid baby mother father mom mum dad parent brother sister \
     sibling cousin aunt uncle niece nephew grandmother grandfather grandma grandpa \
     grandson granddaughter friend colleague coworker co-worker boss manager \
@@ -106,26 +152,28 @@ fn relation(w: &[String]) -> bool {
     landlord landlady tenant client customer patient student pupil teacher tutor \
     doctor therapist lawyer attorney accountant assistant secretary intern classmate \
     teammate mentor coach guest caller contact ex crush date lead report recruiter \
-    candidate applicant member";
-    const ROLES: &str = "patient customer client employee applicant tenant cardholder policyholder \
+    candidate applicant member",
+    );
+    static ROLES: Words = Words::new(
+        "patient customer client employee applicant tenant cardholder policyholder \
     claimant beneficiary passenger subscriber caller resident inmate defendant \
-    plaintiff";
+    plaintiff",
+    );
     let n = w.len();
     if n == 0 {
         return false;
     }
-    let last = w[n - 1].as_str();
-    if listed(ROLES, last) {
+    let last = w[n - 1];
+    if ROLES.has(last) {
         return true;
     }
-    let own = |x: &str| matches!(x, "my" | "our" | "your");
-    listed(RELATIONS, last) && (n >= 2 && own(&w[n - 2]) || n >= 3 && own(&w[n - 3]))
+    let own = |x: &str| same(x, "my") || same(x, "our") || same(x, "your");
+    RELATIONS.has(last) && (n >= 2 && own(w[n - 2]) || n >= 3 && own(w[n - 3]))
 }
 
-/// A record's name field right before `at` on its line: `Name: `, `"first_name": "`,
+/// A record's name field ending `line` (the text before a name): `Name: `, `"first_name": "`,
 /// `Patient = `, `From: `.
-fn field(text: &str, at: usize) -> bool {
-    let line = &text[text[..at].rfind('\n').map_or(0, |i| i + 1)..at];
+fn field(line: &str) -> bool {
     let quotes = |c: char| c.is_whitespace() || c == '"' || c == '\'';
     let rest = line.trim_end_matches(quotes);
     let Some(rest) = rest.strip_suffix([':', '=']) else {
@@ -168,12 +216,15 @@ fn split_label(label: &str) -> Vec<String> {
 
 /// Labels of fields that hold a person's name.
 fn person_field(words: &[String]) -> bool {
-    const PEOPLE: &str = "name fullname firstname lastname surname forename patient customer client \
+    static PEOPLE: Words = Words::new(
+        "name fullname firstname lastname surname forename patient customer client \
     employee contact from to cc bcc attn attention recipient sender signed signature \
     applicant cardholder beneficiary guardian spouse insured policyholder passenger \
-    guest tenant owner holder kin emergency member requester reporter assignee";
+    guest tenant owner holder kin emergency member requester reporter assignee",
+    );
     /// A `… name` that names a thing, not a person.
-    const THINGS: &str = "file product company org organization organisation domain host class function \
+    static THINGS: Words = Words::new(
+        "file product company org organization organisation domain host class function \
     method table column field model project app brand city country street place item \
     variable package module branch tag key event team group role category type font \
     tool game song book movie film band school university business store shop site \
@@ -182,37 +233,47 @@ fn person_field(words: &[String]) -> bool {
     node resource user account screen display device channel bot character hero \
     player ship station stage report bank source venue hotel restaurant building room \
     network printer document doc sheet workbook folder directory path program workflow \
-    pipeline job cluster region zone instance";
+    pipeline job cluster region zone instance",
+    );
     let n = words.len();
     if n == 0 || n > 4 {
         return false;
     }
     let last = words[n - 1].as_str();
     if last == "name" || last == "names" {
-        return n == 1 || !listed(THINGS, words[n - 2].as_str());
+        return n == 1 || !THINGS.has(&words[n - 2]);
     }
-    n <= 2 && listed(PEOPLE, last) && (n == 1 || !listed(THINGS, words[0].as_str()))
+    n <= 2 && PEOPLE.has(last) && (n == 1 || !THINGS.has(&words[0]))
 }
 
-const GREETINGS: &str = "dear hi hello hey greetings morning afternoon evening hiya yo howdy hola bonjour \
-    hallo ciao olá ola";
+static GREETINGS: Words = Words::new(
+    "dear hi hello hey greetings morning afternoon evening hiya yo howdy hola bonjour \
+    hallo ciao olá ola",
+);
 
 /// A greeting opening the line, then the name, then a comma, a colon, an exclamation mark or
 /// the end of the line ("Dear" needs none of those).
-fn salutation(text: &str, span: &Range<usize>) -> Option<Cue> {
-    let mut w = line_words(text, span.start, 5);
-    let line = &text[text[..span.start].rfind('\n').map_or(0, |i| i + 1)..span.start];
+fn salutation(
+    text: &str,
+    span: &Range<usize>,
+    line: &str,
+    whole: bool,
+    mut w: Vec<&str>,
+) -> Option<Cue> {
+    if !whole {
+        return None;
+    }
     let opens = line
         .split(|c: char| !(c.is_alphanumeric() || c == '\'' || c == '’'))
         .filter(|x| !x.is_empty())
         .count()
         == w.len();
-    while w.last().is_some_and(|x| listed(TITLES, x.as_str())) {
+    while w.last().is_some_and(|x| TITLES.has(x)) {
         w.pop();
     }
     let greeting = match w.as_slice() {
-        [g] => listed(GREETINGS, g.as_str()),
-        [g, x] => g == "good" && listed(GREETINGS, x.as_str()) || g == "hi" && x == "there",
+        [g] => GREETINGS.has(g),
+        [g, x] => same(g, "good") && GREETINGS.has(x) || same(g, "hi") && same(x, "there"),
         _ => false,
     };
     if !opens || !greeting || !capitalised(text, span) {
@@ -227,7 +288,7 @@ fn salutation(text: &str, span: &Range<usize>) -> Option<Cue> {
         .chars()
         .next()
         .is_none_or(|c| c == '\n' || c == '\r');
-    (w[0] == "dear" || ends_line).then_some(Cue::Salutation)
+    (same(w[0], "dear") || ends_line).then_some(Cue::Salutation)
 }
 
 /// A name alone on the line after a sign-off ("Best regards,\nJane"), or after a sign-off
@@ -244,23 +305,28 @@ pub(super) fn signature(text: &str, span: &Range<usize>) -> Option<Cue> {
             .to_lowercase();
         CLOSINGS.split('|').any(|c| c == s)
     };
-    let line_start = text[..span.start].rfind('\n').map_or(0, |i| i + 1);
-    let line_end = text[span.end..]
-        .find('\n')
-        .map_or(text.len(), |i| span.end + i);
-    let before = &text[line_start..span.start];
-    let after = text[span.end..line_end].trim();
-    if !after.is_empty() && !after.chars().all(|c| matches!(c, '.' | '!' | ',')) {
+    // Nothing but punctuation may follow the name on its line.
+    let ends_line = text[span.end..]
+        .chars()
+        .find(|c| !matches!(c, '.' | '!' | ',' | ' ' | '\t' | '\r'))
+        .is_none_or(|c| c == '\n');
+    if !ends_line {
         return None;
     }
-    if before
-        .trim_start_matches([' ', '\t', '-', '—', '~'])
-        .is_empty()
+    let (before, whole) = line_before(text, span.start);
+    if whole
+        && before
+            .trim_start_matches([' ', '\t', '-', '—', '~'])
+            .is_empty()
     {
         // The name is alone on its line: the line before must be a sign-off.
-        let prev = text[..line_start.saturating_sub(1)]
-            .rsplit('\n')
-            .find(|l| !l.trim().is_empty())?;
+        let line_start = span.start - before.len();
+        let (prev, _) = line_before(text, line_start.saturating_sub(1));
+        let prev = if prev.trim().is_empty() {
+            line_before(text, line_start.saturating_sub(prev.len() + 2)).0
+        } else {
+            prev
+        };
         return closing(prev).then_some(Cue::Signature);
     }
     let before = before.trim_end();
