@@ -130,8 +130,9 @@ impl Model {
         // A long document read whole counts only when the rules see an attack in it: the
         // n-grams of a whole text learned from messages, where long prose is mostly jailbreak
         // set-ups, and they flagged one news article in twenty. Its windows and lines judge it.
+        let whole_text = clip(&folded, &at);
         if !(windowed && folded.len() > WINDOW && hits.is_empty()) {
-            judge(&clip(&folded, &at), &hits, how, None, None);
+            judge(&whole_text, &hits, how, None, None);
         }
         for (reading, hidden) in readings(text, 2) {
             let f = fold(&reading);
@@ -140,8 +141,12 @@ impl Model {
             judge(&clip(&f, &at), &h, Some(hidden), Some(hidden), None);
         }
         // ROT13 and reversed text count only when the rules read an attack in them:
-        // gibberish is not evidence.
-        for (t, hidden) in [(rot13(&folded), "rot13"), (reversed(&folded), "reversed")] {
+        // gibberish is not evidence. They are tried on what is read whole (a whole message
+        // written backwards; not the middle of a 1 MB page, where they cost 30 ms).
+        for (t, hidden) in [
+            (rot13(&whole_text), "rot13"),
+            (reversed(&whole_text), "reversed"),
+        ] {
             let mut at = Vec::new();
             let h = rules::matches_at(&t, windowed, &mut at);
             if !h.is_empty() {
