@@ -8,18 +8,24 @@
 //!
 //! # Layout
 //! - [`classifier`]: a text's features, and the model with its embedded weights.
+//! - [`requests`]: curated patterns for plainly harmful requests (the `request` gate's rules).
 //! - [`rules`]: curated patterns (threats, dehumanisation) the sets barely hold.
+//! - [`explain`]: why the classifier scored a text as it did ([`explain()`](explain::explain)),
+//!   for `portcullis scan --explain`; off the hot path.
 //! - [`provider`]: the [`Moderator`] contract, and the classifier as a [`LocalModerator`].
 //! - [`guard`]: [`ModerationGuard`] and [`ModerationConfig`].
 //! - `lab` (feature `lab`): training and evaluation on `../shared/data/moderation/`: the sets,
 //!   the fit, the out-of-fold choices, `eval` and `train`.
 
 pub mod classifier;
+pub mod explain;
 pub mod guard;
 #[cfg(feature = "lab")]
 pub mod lab;
 pub mod provider;
+pub mod requests;
 pub mod rules;
 
+pub use explain::{Contribution, Explanation, GateExplanation, explain};
 pub use guard::{ModerationConfig, ModerationGuard, ProviderKind};
-pub use provider::{LocalModerator, Moderation, Moderator, ProviderError};
+pub use provider::{HARMFUL_REQUEST, LocalModerator, Moderation, Moderator, ProviderError};

@@ -54,22 +54,41 @@ impl Moderator for LocalModerator {
     }
 
     async fn moderate(&self, texts: &[String]) -> Result<Vec<Moderation>, ProviderError> {
-        Ok(texts
+        Ok(texts.iter().map(|t| self.judge(t)).collect())
+    }
+}
+
+/// The category the local classifier reports when its `request` gate flags a text: it asks
+/// for harmful help (instructions to hurt, to defraud, to make weapons …) whatever its words.
+/// The category heads at 0.5 or more say what kind of harm, beside it.
+pub const HARMFUL_REQUEST: &str = "harmful_request";
+
+impl LocalModerator {
+    /// One text's result: flagged when either gate reaches the threshold. The `content` gate
+    /// names the categories its heads score at 0.5 or more (the best one when none does); the
+    /// `request` gate adds [`HARMFUL_REQUEST`].
+    pub fn judge(&self, text: &str) -> Moderation {
+        let s = self.model.score(text);
+        let t = self.model.threshold;
+        let (content, request) = (s.gates[0] >= t, s.gates[1] >= t);
+        let mut m = Moderation {
+            flagged: content || request,
+            ..Moderation::default()
+        };
+        let best = s
+            .categories
             .iter()
-            .map(|t| {
-                let s = self.model.score(t);
-                let flagged = s.flagged >= self.model.threshold;
-                let mut m = Moderation {
-                    flagged,
-                    ..Moderation::default()
-                };
-                for (c, v) in s.categories {
-                    m.scores.insert(c.to_owned(), v);
-                    m.categories.insert(c.to_owned(), flagged && v >= 0.5);
-                }
-                m.scores.insert("flagged".into(), s.flagged);
-                m
-            })
-            .collect())
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .map(|(c, _)| *c);
+        let named = s.categories.iter().any(|(_, v)| *v >= 0.5);
+        for (c, v) in &s.categories {
+            m.scores.insert((*c).to_owned(), *v);
+            let on = m.flagged && (*v >= 0.5 || (content && !named && best == Some(*c)));
+            m.categories.insert((*c).to_owned(), on);
+        }
+        m.scores.insert(HARMFUL_REQUEST.into(), s.gates[1]);
+        m.categories.insert(HARMFUL_REQUEST.into(), request);
+        m.scores.insert("flagged".into(), s.flagged);
+        m
     }
 }

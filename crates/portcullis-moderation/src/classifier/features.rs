@@ -123,6 +123,53 @@ pub(super) fn features_of(ws: &[String]) -> Vec<u32> {
     f
 }
 
+/// The features of a text's [`words`] with a readable name each (`word:kill`,
+/// `pair:kill|process`, `chars: kil`, `lexicon:1`, `length:s`), for explanations: the same
+/// indices as [`features_of`], where two names share an index the first is kept. Slower (it
+/// builds strings); never on the scoring path.
+pub fn named_features(ws: &[String]) -> Vec<(u32, String)> {
+    let idx = |h: u64| (h % DIMS as u64) as u32;
+    let mut out: Vec<(u32, String)> = Vec::new();
+    for (i, w) in ws.iter().enumerate() {
+        out.push((idx(fnv1a_parts(&[b"w", w.as_bytes()])), format!("word:{w}")));
+        if let Some(next) = ws.get(i + 1) {
+            let h = fnv1a_parts(&[b"b", w.as_bytes(), next.as_bytes()]);
+            out.push((idx(h), format!("pair:{w}|{next}")));
+        }
+        let padded: Vec<char> = std::iter::once(' ')
+            .chain(w.chars())
+            .chain(std::iter::once(' '))
+            .collect();
+        for n in 3..=5 {
+            for g in padded.windows(n) {
+                let g: String = g.iter().collect();
+                out.push((
+                    idx(fnv1a_parts(&[b"c", g.as_bytes()])),
+                    format!("chars:{g}"),
+                ));
+            }
+        }
+    }
+    let all = features_of(ws);
+    let lex = all.iter().find_map(|&k| {
+        [b"0" as &[u8], b"1", b"2", b"4"]
+            .iter()
+            .find(|b| idx(fnv1a_parts(&[b"lex", b])) == k)
+            .map(|b| (k, format!("lexicon:{}", String::from_utf8_lossy(b))))
+    });
+    out.extend(lex);
+    let len = all.iter().find_map(|&k| {
+        [b"xs" as &[u8], b"s", b"m", b"l"]
+            .iter()
+            .find(|b| idx(fnv1a_parts(&[b"len", b])) == k)
+            .map(|b| (k, format!("length:{}", String::from_utf8_lossy(b))))
+    });
+    out.extend(len);
+    let mut seen = std::collections::HashSet::new();
+    out.retain(|(k, _)| seen.insert(*k));
+    out
+}
+
 /// The hash state of the character n-grams' prefix (`fnv1a_parts`' first part, `"c"`).
 const CHAR_GRAM: Fnv = Fnv::new().bytes(b"c").end_part();
 
@@ -199,6 +246,24 @@ mod tests {
             let h = (fnv1a_parts(&[b"c", g.as_bytes()]) % DIMS as u64) as u32;
             assert!(f.binary_search(&h).is_ok(), "{g}");
         }
+    }
+
+    #[test]
+    fn named_features_are_the_scored_features() {
+        for t in [
+            "How do I kill a Python process?",
+            "caf\u{e9} au lait, s'il vous pla\u{ee}t",
+            "",
+        ] {
+            let ws = words(t);
+            let mut named: Vec<u32> = named_features(&ws).iter().map(|(k, _)| *k).collect();
+            named.sort_unstable();
+            assert_eq!(named, features_of(&ws), "{t}");
+        }
+        let ws = words("kill it");
+        let n = named_features(&ws);
+        assert!(n.iter().any(|(_, s)| s == "pair:kill|it"));
+        assert!(n.iter().any(|(_, s)| s == "chars: kil"));
     }
 
     #[test]

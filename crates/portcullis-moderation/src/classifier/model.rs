@@ -55,21 +55,39 @@ pub struct Model {
 /// One message's scores, per head, in [0, 1].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Scores {
+    /// The larger of the gates.
     pub flagged: f32,
+    /// Each gate's score, in [`HEADS`] order: `content` (abusive or explicit text), `request`
+    /// (asking for harmful help).
+    pub gates: [f32; GATES],
     pub categories: Vec<(&'static str, f32)>,
 }
 
 /// The gates' logits from a text's [`Model::readings`]: each gate's whole-text logit or its
-/// best sentence's less `offset`, whichever is higher, and on the `content` gate the
-/// [`POLICY`] head's whole-text logit times `policy_weight` and the `rules` logit. Training
-/// picks the offset and the weight on this, and scoring applies it.
-pub fn gates(r: &[(f32, f32)], offset: f32, policy_weight: f32, rules: f32) -> [f32; GATES] {
+/// best sentence's less `offset`, whichever is higher; on the `content` gate the [`POLICY`]
+/// head's whole-text logit times `policy_weight` and the [`rules`](crate::rules) logit, on
+/// the `request` gate the [`requests`](crate::requests) rules' logit. Training picks the
+/// offset and the weight on this, and scoring applies it.
+pub fn gates(
+    r: &[(f32, f32)],
+    offset: f32,
+    policy_weight: f32,
+    rules: [f32; GATES],
+) -> [f32; GATES] {
     let mut g = [0.0; GATES];
     for (g, (w, s)) in g.iter_mut().zip(r) {
         *g = w.max(s - offset);
     }
-    g[0] += policy_weight * r[POLICY].0 + rules;
+    g[0] += policy_weight * r[POLICY].0;
+    for (g, r) in g.iter_mut().zip(rules) {
+        *g += r;
+    }
     g
+}
+
+/// The curated rules' logits for each gate, for `text` whose [`words`] are `ws`.
+pub fn rule_logits(text: &str, ws: &[String]) -> [f32; GATES] {
+    [crate::rules::logit(ws), crate::requests::logit(text)]
 }
 
 const MAGIC: &[u8; 8] = b"PCMOD5\0\0";
@@ -169,7 +187,7 @@ impl Model {
             &r,
             self.sentence_offset,
             self.policy_weight,
-            crate::rules::logit(&ws),
+            rule_logits(text, &ws),
         );
         z[..GATES].copy_from_slice(&g);
         z
@@ -179,12 +197,13 @@ impl Model {
     /// each gate's bias so that its own best cut sits at zero, which puts both on one scale.
     pub fn score(&self, text: &str) -> Scores {
         let z = self.logits(text);
-        let flagged = sigmoid(z[..GATES].iter().copied().fold(f32::NEG_INFINITY, f32::max));
+        let gates = [sigmoid(z[0]), sigmoid(z[1])];
         let categories = (FIRST_CATEGORY..HEADS.len())
             .map(|h| (HEADS[h], sigmoid(z[h])))
             .collect();
         Scores {
-            flagged,
+            flagged: gates.iter().copied().fold(0.0, f32::max),
+            gates,
             categories,
         }
     }

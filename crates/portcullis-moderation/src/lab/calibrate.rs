@@ -29,8 +29,9 @@ pub(super) fn best_f05_cut(scored: &[(f32, bool)]) -> f32 {
 }
 
 /// The flagged threshold: the best F1 on out-of-fold scores, raised until safe-but-scary
-/// prompts (XSTest's label 0) stay under 5 % false positives.
-pub(super) fn choose_threshold(oof: &[(f32, bool, bool)]) -> f32 {
+/// prompts (XSTest's label 0) stay under 4 % false positives and the out-of-fold scores of
+/// each set of ordinary requests (`ordinary`) under [`ORDINARY_FPR`].
+pub(super) fn choose_threshold(oof: &[(f32, bool, bool)], ordinary: &[Vec<f32>]) -> f32 {
     let mut best = (0.5f32, -1.0f64);
     for step in 10..=95 {
         let t = step as f32 / 100.0;
@@ -54,15 +55,26 @@ pub(super) fn choose_threshold(oof: &[(f32, bool, bool)]) -> f32 {
         .filter(|(_, y, x)| *x && !*y)
         .map(|(s, _, _)| *s)
         .collect();
-    while !safe.is_empty() && t < 0.99 {
-        let fp = safe.iter().filter(|s| **s >= t).count() as f64 / safe.len() as f64;
-        if fp <= 0.04 {
-            break;
-        }
+    let fp_at = |v: &[f32], t: f32| v.iter().filter(|s| **s >= t).count() as f64 / v.len() as f64;
+    while !safe.is_empty() && t < 0.99 && fp_at(&safe, t) > 0.04 {
+        t += 0.01;
+    }
+    // Then until each set of ordinary requests (`ordinary`: real users' trainable prompts and
+    // questions, one list per set) stays under 0.5 %: the default policy refuses what it
+    // flags, and a refusal of an ordinary prompt costs more than a missed borderline one.
+    let over = |t: f32| {
+        ordinary
+            .iter()
+            .any(|v| !v.is_empty() && fp_at(v, t) > ORDINARY_FPR)
+    };
+    while t < 0.99 && over(t) {
         t += 0.01;
     }
     t
 }
+
+/// The share of ordinary requests the flagged threshold may flag, out of fold.
+pub(super) const ORDINARY_FPR: f64 = 0.005;
 
 /// Of `start` and then each value of `grid`, the one under which `score(i, value)` (of the
 /// `i`th example) ranks the anchor set best (out-of-fold AUPRC; the earliest of ties): how the
@@ -108,7 +120,7 @@ pub(super) fn sentence_offset(data: &[Example], readings: &[Vec<(f32, f32)>]) ->
 pub(super) fn policy_weight(
     data: &[Example],
     readings: &[Vec<(f32, f32)>],
-    rules: &[f32],
+    rules: &[[f32; crate::classifier::GATES]],
     offset: f32,
 ) -> f32 {
     let grid = (1..=8).map(|i| i as f32 / 4.0);
@@ -171,7 +183,7 @@ mod tests {
         let helps: Vec<_> = (0..40)
             .map(|i| reading((i % 4) as f32 * 0.1, if i % 2 == 0 { 2.0 } else { -2.0 }))
             .collect();
-        assert!(policy_weight(&data, &helps, &[0.0; 40], 1.0) > 0.0);
+        assert!(policy_weight(&data, &helps, &[[0.0; 2]; 40], 1.0) > 0.0);
         // A policy head that ranks backwards gets no weight.
         let hurts: Vec<_> = (0..40)
             .map(|i| {
@@ -179,7 +191,29 @@ mod tests {
                 reading(if y { 1.0 } else { -1.0 }, if y { -2.0 } else { 2.0 })
             })
             .collect();
-        assert_eq!(policy_weight(&data, &hurts, &[0.0; 40], 1.0), 0.0);
+        assert_eq!(policy_weight(&data, &hurts, &[[0.0; 2]; 40], 1.0), 0.0);
+    }
+
+    #[test]
+    fn the_threshold_rises_until_every_set_of_ordinary_requests_is_spared() {
+        // Flagged rows score 0.9, clean ones 0.1: the best F1 cut is low.
+        let oof: Vec<(f32, bool, bool)> = (0..100)
+            .map(|i| {
+                if i % 2 == 0 {
+                    (0.9, true, false)
+                } else {
+                    (0.1, false, false)
+                }
+            })
+            .collect();
+        let free = choose_threshold(&oof, &[]);
+        assert!(free <= 0.2, "{free}");
+        // One set of ordinary requests is spared already; in the other, 2 of 100 score 0.6.
+        let spared = vec![0.05; 1000];
+        let mut some = vec![0.05; 98];
+        some.extend([0.6, 0.6]);
+        let t = choose_threshold(&oof, &[spared, some]);
+        assert!(t > 0.6 && t <= 0.62, "{t}");
     }
 
     #[test]

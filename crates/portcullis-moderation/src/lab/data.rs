@@ -27,11 +27,21 @@ pub struct Example {
     pub source: String,
 }
 
+/// Sets of answers whose `question` is an ordinary user's question (HaluEval's QA and
+/// dialogue sets, MIT; SOURCES.md): each distinct question (a dialogue's last human turn) is a
+/// clean row. HaluEval's `general` set is not among them: its questions are benign_prompts'
+/// Alpaca rows, which may not train.
+const QUESTION_SETS: [&str; 2] = ["halueval_qa", "halueval_dialogue"];
+
 /// A line of either format: moderation sets (`label` 0/1) or classification sets (`label`
-/// `benign` / `harmful` / attack labels, which say nothing about moderation and are skipped).
+/// `benign` / `harmful` / attack labels, which say nothing about moderation and are skipped),
+/// or a [`QUESTION_SETS`] row.
 #[derive(Debug, Deserialize)]
 struct Line {
+    #[serde(default)]
     text: String,
+    #[serde(default)]
+    question: Option<String>,
     label: Value,
     #[serde(default)]
     categories: Vec<String>,
@@ -44,10 +54,20 @@ struct Line {
 /// Reads JSON-lines files of `{text, label, categories}`.
 pub fn load(paths: &[PathBuf]) -> Result<Vec<Example>, LabError> {
     let mut out = Vec::new();
+    let mut questions = std::collections::HashSet::new();
     for p in paths {
         let text = read(p)?;
         for row in rows(p, &text, serde_json::from_str::<Line>) {
-            let (_, l) = row?;
+            let (_, mut l) = row?;
+            let name = portcullis_lab::dataset_name(p);
+            if QUESTION_SETS.contains(&name.as_str()) {
+                let question = l.question.take().unwrap_or_default();
+                let q = question.rsplit("[Human]:").next().unwrap_or("").trim();
+                if q.is_empty() || !questions.insert(q.to_owned()) {
+                    continue;
+                }
+                (l.text, l.label, l.dataset) = (q.to_owned(), Value::from(0), name);
+            }
             let label = match &l.label {
                 Value::Number(n) => n.as_u64().unwrap_or(0).min(1) as u8,
                 Value::String(s) if s == "benign" => 0,

@@ -10,17 +10,21 @@
 //! - `fit`: the heads, by L2-regularised logistic regression over IDF-weighted features.
 //! - `calibrate`: what is chosen on out-of-fold scores: offset, weight, cuts, threshold.
 //! - `evaluate`: [`eval`] and [`evaluate()`], the contract's metrics on labelled sets.
+//! - `ordinary`: ordinary requests the project composes itself, clean rows for the `request`
+//!   gate.
 //! - `train`: [`train()`], the whole training command, with its out-of-fold figures.
 
 mod calibrate;
 mod data;
 mod evaluate;
 mod fit;
+mod ordinary;
 mod train;
 
 pub use data::{Example, NOT_TRAINABLE, load};
 pub use evaluate::{eval, evaluate};
 pub use fit::fit;
+pub use ordinary::{ORDINARY_SET, generate as ordinary};
 pub use portcullis_lab::LabError;
 pub use train::train;
 

@@ -5,12 +5,17 @@ use super::LabError;
 use super::calibrate::{best_f05_cut, choose_threshold, policy_weight, sentence_offset};
 use super::data::{ANCHOR_SET, Example, NOT_TRAINABLE, is_content, load};
 use super::fit::fit;
-use crate::classifier::{GATES, gates, words};
+use crate::classifier::{GATES, gates, rule_logits, words};
 use portcullis_lab::files::write;
 use portcullis_lab::licence::{refuse_untrainable, trainable_benign};
 use portcullis_lab::metrics::{auprc, round, share_at};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
+
+/// Sets of real users' requests and questions that may train (benign_prompts' trainable rows,
+/// HaluEval's QA questions and dialogue turns): the flagged threshold keeps each set's clean
+/// rows under [`super::calibrate::ORDINARY_FPR`] out of fold.
+const REAL_REQUESTS: [&str; 3] = ["benign_prompts", "halueval_qa", "halueval_dialogue"];
 
 /// `portcullis train moderation`: fits on `paths` (refusing non-trainable sets), reports
 /// out-of-fold figures, writes the weights to `out`. Returns a summary.
@@ -22,6 +27,7 @@ pub fn train(paths: &[PathBuf], out: &Path) -> Result<Value, LabError> {
         &NOT_TRAINABLE,
         "../shared/data/moderation/SOURCES.md",
     )?;
+    data.extend(super::ordinary::generate());
     // Out-of-fold scores (5 folds by a hash of the text) for the threshold and honest figures.
     const FOLDS: u64 = 5;
     let fold = |e: &Example| portcullis_core::hash::fnv1a(e.text.as_bytes()) % FOLDS;
@@ -35,9 +41,9 @@ pub fn train(paths: &[PathBuf], out: &Path) -> Result<Value, LabError> {
     }
     // The sentence offset: the best out-of-fold AUPRC of the content gate on the anchor set.
     let offset = sentence_offset(&data, &readings);
-    let rules: Vec<f32> = data
+    let rules: Vec<[f32; GATES]> = data
         .iter()
-        .map(|e| crate::rules::logit(&words(&e.text)))
+        .map(|e| rule_logits(&e.text, &words(&e.text)))
         .collect();
     let policy = policy_weight(&data, &readings, &rules, offset);
     let gate_oof: Vec<[f32; GATES]> = readings
@@ -91,7 +97,19 @@ pub fn train(paths: &[PathBuf], out: &Path) -> Result<Value, LabError> {
             .or_default()
             .push((s, e.label == 1));
     }
-    let threshold = choose_threshold(&oof);
+    // Real users' ordinary prompts and questions among the trainable sets (the generated rows
+    // are left out: they trained the gate and are easier than real traffic).
+    let ordinary: Vec<Vec<f32>> = REAL_REQUESTS
+        .iter()
+        .map(|set| {
+            data.iter()
+                .zip(&oof)
+                .filter(|(e, _)| e.dataset == *set && e.label == 0)
+                .map(|(_, o)| o.0)
+                .collect()
+        })
+        .collect();
+    let threshold = choose_threshold(&oof, &ordinary);
     let mut model = fit(&data);
     model.sentence_offset = offset;
     model.policy_weight = policy;
