@@ -14,7 +14,11 @@ const LONGEST: usize = 64;
 fn tokens(text: &str) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
     text.match_indices('[').filter_map(move |(open, _)| {
         let rest = &text[open..];
-        let close = rest[..rest.len().min(LONGEST)].find(']')?;
+        let mut end = rest.len().min(LONGEST);
+        while !rest.is_char_boundary(end) {
+            end -= 1;
+        }
+        let close = rest[..end].find(']')?;
         Some(open..open + close + 1)
     })
 }
@@ -127,6 +131,13 @@ mod tests {
         );
         assert_eq!(n.placeholder("EMAIL", "a@x.io"), ("[EMAIL_2]".into(), true));
         assert_eq!(n.placeholder("PHONE", "555"), ("[PHONE_1]".into(), true));
+    }
+
+    #[test]
+    fn a_bracket_before_long_multibyte_text_does_not_split_a_character() {
+        let text = format!("[{}’s note] and [PERSON_1]", "é".repeat(40));
+        let found: Vec<_> = tokens(&text).map(|r| &text[r]).collect();
+        assert_eq!(found, vec!["[PERSON_1]"]);
     }
 
     #[test]
