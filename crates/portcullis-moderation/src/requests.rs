@@ -276,17 +276,71 @@ const SELF_HARM: &[&str] = &[
     "starve myself",
 ];
 
-/// Does `w` hold `phrase` (words separated by spaces) starting at `i`?
-fn at(w: &[&str], i: usize, phrase: &str) -> bool {
-    phrase
-        .split(' ')
-        .enumerate()
-        .all(|(k, p)| w.get(i + k) == Some(&p))
+/// The phrase lists, in the order of the bits [`starts`] sets.
+const LISTS: [&[&str]; 11] = [
+    ASKING,
+    MAKING,
+    WEAPONS,
+    DRUGS,
+    CYBER,
+    HARMFUL_ACTS,
+    FRAUD,
+    UNSEEN,
+    HURT,
+    PERSON,
+    SELF_HARM,
+];
+const ASK: usize = 0;
+const MAK: usize = 1;
+const WEA: usize = 2;
+const DRU: usize = 3;
+const CYB: usize = 4;
+const ACT: usize = 5;
+const FRA: usize = 6;
+const UNS: usize = 7;
+const HUR: usize = 8;
+const PER: usize = 9;
+const SEL: usize = 10;
+
+/// Every phrase of [`LISTS`] by its first word: (list, the phrase's other words).
+type Index = std::collections::HashMap<&'static str, Vec<(usize, Vec<&'static str>)>>;
+
+fn index() -> &'static Index {
+    static I: std::sync::OnceLock<Index> = std::sync::OnceLock::new();
+    I.get_or_init(|| {
+        let mut m = Index::new();
+        for (k, list) in LISTS.iter().enumerate() {
+            for p in *list {
+                let mut words = p.split(' ');
+                if let Some(first) = words.next() {
+                    m.entry(first).or_default().push((k, words.collect()));
+                }
+            }
+        }
+        m
+    })
 }
 
-/// The first position in `w` where any of `set` starts.
-fn find(w: &[&str], set: &[&str]) -> Option<usize> {
-    (0..w.len()).find(|&i| set.iter().any(|p| at(w, i, p)))
+/// Per word of `w`, a bit per list of [`LISTS`] with a phrase starting there: one hash
+/// look-up per word, however many phrases the lists hold.
+fn starts(w: &[&str]) -> Vec<u16> {
+    let idx = index();
+    w.iter()
+        .enumerate()
+        .map(|(i, x)| {
+            let mut bits = 0u16;
+            for (k, rest) in idx.get(x).into_iter().flatten() {
+                if rest
+                    .iter()
+                    .enumerate()
+                    .all(|(j, r)| w.get(i + 1 + j) == Some(r))
+                {
+                    bits |= 1 << k;
+                }
+            }
+            bits
+        })
+        .collect()
 }
 
 /// The families matched by a text's (folded, lower-cased) `words`, judged per sentence
@@ -295,31 +349,30 @@ pub fn families(sentence_words: &[Vec<String>]) -> Vec<&'static str> {
     let mut out: Vec<&'static str> = Vec::new();
     for s in sentence_words {
         let w: Vec<&str> = s.iter().map(String::as_str).collect();
-        let Some(ask) = find(&w, ASKING) else {
+        let b = starts(&w);
+        let has = |k: usize, i: usize| b[i] & (1 << k) != 0;
+        // The first place at or after `from` where a phrase of list `k` starts.
+        let first = |k: usize, from: usize| (from..w.len()).find(|&i| has(k, i));
+        let Some(ask) = first(ASK, 0) else {
             continue;
         };
-        let after = &w[ask..];
-        // A thing counts when a word of making or getting comes up to three words before it.
-        let made = |set: &[&str]| {
-            find(after, set).is_some_and(|t| {
-                after[t.saturating_sub(3)..t]
-                    .iter()
-                    .any(|x| MAKING.contains(x))
-            })
+        // A thing counts when a word of making or getting comes up to three words before it
+        // (and after the request's start).
+        let made = |k: usize| {
+            first(k, ask).is_some_and(|t| (t.saturating_sub(3).max(ask)..t).any(|i| has(MAK, i)))
         };
-        let person_hurt = find(after, HURT).is_some_and(|h| {
-            (h + 1..(h + 4).min(after.len())).any(|j| PERSON.iter().any(|p| at(after, j, p)))
-        });
+        let person_hurt =
+            first(HUR, ask).is_some_and(|h| (h + 1..(h + 4).min(w.len())).any(|j| has(PER, j)));
         let found = [
-            (made(WEAPONS), "weapons"),
-            (made(DRUGS), "drugs"),
-            (made(CYBER), "cyberattack"),
-            (made(FRAUD) || find(after, HARMFUL_ACTS).is_some(), "crime"),
-            (find(after, SELF_HARM).is_some(), "self_harm"),
+            (made(WEA), "weapons"),
+            (made(DRU), "drugs"),
+            (made(CYB), "cyberattack"),
+            (made(FRA) || first(ACT, ask).is_some(), "crime"),
+            (first(SEL, ask).is_some(), "self_harm"),
             (person_hurt, "violence"),
         ];
         let any = found.iter().any(|(hit, _)| *hit);
-        let evasion = any && find(after, UNSEEN).is_some();
+        let evasion = any && first(UNS, ask).is_some();
         for (hit, f) in found.into_iter().chain([(evasion, "evasion")]) {
             if hit && !out.contains(&f) {
                 out.push(f);
