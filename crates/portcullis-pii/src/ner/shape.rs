@@ -214,12 +214,14 @@ fn address(text: &str, span: &Range<usize>, cased: bool) -> bool {
                         && w[w.len() - s.len()..].eq_ignore_ascii_case(s)
                 })
         });
-    // Lines of an address: the first has a number and a word, and no blank line parts them.
+    // Lines of an address: the first has a (capitalised) word, and no blank line parts them.
     let lines = t.trim_end().contains('\n')
         && !t.contains("\n\n")
-        && t.lines()
-            .next()
-            .is_some_and(|l| l.chars().any(char::is_alphabetic));
+        && t.lines().next().is_some_and(|l| {
+            l.split_whitespace().any(|w| {
+                w.starts_with(char::is_uppercase) || !cased && w.starts_with(char::is_alphabetic)
+            })
+        });
     // In text written with capitals, a street has a capitalised name ("25 degrees" is not one).
     let named = !cased
         || t.split_whitespace()
@@ -230,8 +232,7 @@ fn address(text: &str, span: &Range<usize>, cased: bool) -> bool {
     let town = {
         let rest = &text[span.end..];
         let rest = rest.strip_prefix(',').unwrap_or("");
-        rest.trim_start_matches(' ')
-            .starts_with(|c: char| c.is_uppercase() || !cased && c.is_alphabetic())
+        rest.trim_start_matches(' ').starts_with(char::is_uppercase)
     };
     let context = crate::context::Ctx::of(text, span).near(crate::context::class::ADDRESS);
     street || lines || town || context

@@ -344,6 +344,10 @@ mod tests {
             "the assistant addressed"
         );
         assert_eq!(person("Your name is Genny, a helpful bot", "Genny"), None);
+        assert_eq!(
+            person("How do I start a party when I'm DJing?", "DJing"),
+            None
+        );
         assert_eq!(person("He met his friend John", "John"), None);
     }
 

@@ -122,7 +122,15 @@ pub(super) fn words_before(text: &str, span: &Range<usize>) -> Option<Cue> {
     let introduced = w.last().is_some_and(|last| {
         (INTRODUCED_BY.has(last) || last.contains('’')) && INTRODUCTIONS.iter().any(|p| ends(p))
     });
-    if introduced || this_is(w) {
+    // "I'm DJing", "I am Running late": after "I am" a word in -ing is what one does.
+    let doing = w
+        .last()
+        .is_some_and(|l| matches!(l.to_ascii_lowercase().as_str(), "am" | "i'm" | "im" | "i’m"))
+        && text[span.clone()]
+            .split(|c: char| !c.is_alphabetic())
+            .next()
+            .is_some_and(|first| first.len() >= 5 && first.to_ascii_lowercase().ends_with("ing"));
+    if introduced && !doing || this_is(w) {
         return Some(Cue::Introduction);
     }
     if relation(w) {
