@@ -28,6 +28,15 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/embeddings", post(routes::text::embeddings))
         .route("/v1/moderations", post(routes::text::moderations))
         .route("/v1/scan", post(routes::scan::handler))
+        .route("/v1/responses", post(routes::responses::create))
+        .route(
+            "/v1/responses/{id}",
+            get(routes::responses::retrieve).delete(routes::responses::delete),
+        )
+        .route(
+            "/v1/responses/{id}/input_items",
+            get(routes::responses::input_items),
+        )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -47,7 +56,15 @@ fn route_name(path: &str) -> &'static str {
         "/v1/embeddings" => "/v1/embeddings",
         "/v1/moderations" => "/v1/moderations",
         "/v1/scan" => "/v1/scan",
-        _ => "unknown",
+        "/v1/responses" => "/v1/responses",
+        p => match p
+            .strip_prefix("/v1/responses/")
+            .map(|id| id.split_once('/'))
+        {
+            Some(None) => "/v1/responses/{id}",
+            Some(Some((_, "input_items"))) => "/v1/responses/{id}/input_items",
+            _ => "unknown",
+        },
     }
 }
 
@@ -86,7 +103,15 @@ async fn door(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Resp
         Ok(slot) => {
             req.extensions_mut().insert(RequestId(id.clone()));
             req.extensions_mut().insert(slot.clone());
-            let resp = next.run(req).await;
+            // A bug in a guard must cost one request a 500, not the connection: the panic
+            // unwinds through the handler (its exchange records `internal_error`) and stops here.
+            let run = std::panic::AssertUnwindSafe(next.run(req));
+            let resp = match futures_util::FutureExt::catch_unwind(run).await {
+                Ok(resp) => resp,
+                Err(_) => error_response(&ApiError::internal(
+                    "The gateway failed while handling this request; it was recorded.",
+                )),
+            };
             if let Some(ex) = slot.take() {
                 ex.finish(Ending::Answered(resp.status().as_u16()));
             }
@@ -159,7 +184,7 @@ fn not_found_response(method: &axum::http::Method, path: &str) -> Response {
         "invalid_request_error",
         Some("unknown_url"),
         format!(
-            "Unknown request URL: {method} {path}. This gateway serves /v1/chat/completions, /v1/models, /v1/embeddings, /v1/moderations and /v1/scan."
+            "Unknown request URL: {method} {path}. This gateway serves /v1/chat/completions, /v1/responses, /v1/models, /v1/embeddings, /v1/moderations and /v1/scan."
         ),
     ))
 }
@@ -255,6 +280,13 @@ mod tests {
         assert_eq!(route_name("/v1/chat/completions"), "/v1/chat/completions");
         assert_eq!(route_name("/v1/embeddings/"), "/v1/embeddings");
         assert_eq!(route_name("/v1/files"), "unknown");
+        assert_eq!(route_name("/v1/responses"), "/v1/responses");
+        assert_eq!(route_name("/v1/responses/resp_1"), "/v1/responses/{id}");
+        assert_eq!(
+            route_name("/v1/responses/resp_1/input_items"),
+            "/v1/responses/{id}/input_items"
+        );
+        assert_eq!(route_name("/v1/responses/resp_1/cancel"), "unknown");
         assert!(OPERATIONAL.contains(&"/healthz"));
     }
 }
