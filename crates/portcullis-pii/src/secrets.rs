@@ -149,13 +149,24 @@ fn judge(name: &str, text: &str, span: Range<usize>) -> Option<(Range<usize>, f3
             let sep = s.find([':', '='])?;
             let value = s[sep + 1..].trim_start_matches([' ', '\t', '"', '\'']);
             let start = span.end - value.len();
+            // A bracket the value did not open closes the text around it ("[SECRET:…]").
+            let value = value.trim_end_matches(|c: char| {
+                let open = match c {
+                    ')' => '(',
+                    ']' => '[',
+                    '>' => '<',
+                    _ => return false,
+                };
+                !value.contains(open)
+            });
+            let span = start..start + value.len();
             if is_placeholder(value) || value.len() < 6 {
                 return None;
             }
             let key = s[..sep].to_ascii_lowercase();
             let password = key.contains("pass") || key.contains("pwd");
             let random = entropy(value) >= 3.0 && has_mixed_classes(value);
-            (password || random).then_some((start..span.end, 0.8))
+            (password || random).then_some((span, 0.8))
         }
         "jwt" => {
             let header = s.split('.').next()?;
@@ -301,6 +312,13 @@ mod tests {
         let got = names("DB_PASSWORD=hunter2hunter");
         assert_eq!(got, vec![("password_setting", "hunter2hunter".to_owned())]);
         assert!(names("password=<your password>").is_empty());
+        let key = "sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4z";
+        let got = names(&format!("keep [SECRET:{key}] safe"));
+        assert_eq!(
+            got,
+            vec![("password_setting", key.to_owned())],
+            "the bracket stays"
+        );
         assert!(names("postgres://user:${PW}@host/db").is_empty());
     }
 

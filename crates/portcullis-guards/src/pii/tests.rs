@@ -159,8 +159,7 @@ async fn issue_20_client_text_shaped_like_a_placeholder_is_scanned() {
     let text = format!("Use [SECRET:{key}] and [EMAIL:ann@example.com] here");
     let segs = segments(&[(Source::User, &text)]);
     let (texts, _) = applied(&segs, &judge(&g, &segs).await);
-    assert!(!texts[0].contains(key), "{}", texts[0]);
-    assert!(!texts[0].contains("ann@example.com"), "{}", texts[0]);
+    assert_eq!(texts[0], "Use [SECRET:[SECRET]] and [EMAIL:[EMAIL_1]] here");
 }
 
 #[tokio::test]
