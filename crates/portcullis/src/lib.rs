@@ -12,7 +12,8 @@
 //!   client, its SSE framing, its moderation endpoint), [`audit`] (the record of a request).
 //! - Below them all: [`config`] (the TOML file), [`http`] (shared HTTP shapes), [`metrics`]
 //!   and [`anomaly`] (what operators watch).
-//! - Beside the path: [`scan`] (guards without a model call), [`traffic`] (the policy measured
+//! - Beside the path: [`scan`] (guards without a model call), [`explain`] (why a text was
+//!   judged as it was), [`traffic`] (the policy measured
 //!   on labelled prompts), [`mock`] (the built-in model),
 //!   [`cli`] (every command other than the request path).
 
@@ -23,6 +24,7 @@ pub mod auth;
 pub mod books;
 pub mod cli;
 pub mod config;
+pub mod explain;
 pub mod guards;
 pub mod http;
 pub mod lifecycle;

@@ -36,6 +36,9 @@ enum Command {
         /// Judge the text as a model's answer instead of a request.
         #[arg(long)]
         output: bool,
+        /// Also show, per guard, the score, the threshold and what pushed the score up.
+        #[arg(long)]
+        explain: bool,
         text: Option<String>,
     },
     /// Validate a config file and build its pipeline, without serving.
@@ -128,8 +131,9 @@ pub async fn run(cli: Cli) -> Result<(), BoxError> {
         Command::Scan {
             config,
             output,
+            explain,
             text,
-        } => scan(config, output, text).await,
+        } => scan(config, output, explain, text).await,
         Command::Check { config } => {
             let c = load(config.as_ref(), None)?;
             let p = pipeline_from(&c)?;
@@ -285,7 +289,12 @@ fn pipeline_from(config: &Config) -> Result<portcullis_core::Pipeline, BoxError>
     Ok(crate::guards::build(config, &upstream)?)
 }
 
-async fn scan(config: Option<PathBuf>, output: bool, text: Option<String>) -> Result<(), BoxError> {
+async fn scan(
+    config: Option<PathBuf>,
+    output: bool,
+    explain: bool,
+    text: Option<String>,
+) -> Result<(), BoxError> {
     let config = load(config.as_ref(), None)?;
     let text = match text.as_deref() {
         None | Some("-") => {
@@ -299,13 +308,17 @@ async fn scan(config: Option<PathBuf>, output: bool, text: Option<String>) -> Re
     let mut ctx = crate::scan::cli_context();
     let req = crate::scan::ScanRequest {
         messages: None,
-        text: Some(text),
+        text: Some(text.clone()),
         direction: Some(if output { "output" } else { "input" }.into()),
         model: None,
     };
-    let report = crate::scan::run(&pipeline, req, &mut ctx)
+    let mut report = crate::scan::run(&pipeline, req, &mut ctx)
         .await
         .map_err(|e| e.message)?;
+    if explain {
+        let findings: Vec<portcullis_core::Finding> = ctx.findings().cloned().collect();
+        report["explain"] = crate::explain::explain(&config, &text, &findings);
+    }
     println!("{report}");
     Ok(())
 }
