@@ -14,17 +14,20 @@
 //!   at a time, at most half the pool busy with lookups.
 //! - [`audit`]: records, queries, the tamper-evident digest chain, the spooling [`AuditWriter`].
 //! - [`ledger`]: spend per request, totals per scope and period, reports.
+//! - [`responses`]: which gateway key created each stored Responses-API response.
 
 pub mod audit;
 pub mod key_cache;
 pub mod keys;
 pub mod ledger;
 mod migrate;
+pub mod responses;
 
 pub use audit::{AuditFilter, AuditRecord, AuditWriter, SpoolConfig};
 pub use key_cache::CacheClock;
 pub use keys::{CreatedKey, KeyRecord, NewKey};
 pub use ledger::{GroupBy, SpendEntry, SpendRow, SpendScope};
+pub use responses::ResponseOwner;
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor};

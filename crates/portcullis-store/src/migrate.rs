@@ -58,6 +58,13 @@ CREATE INDEX IF NOT EXISTS spend_key ON spend (key_id, time_ms);
 CREATE INDEX IF NOT EXISTS spend_user ON spend (user_name, time_ms);
 CREATE INDEX IF NOT EXISTS spend_team ON spend (team, time_ms);
 CREATE INDEX IF NOT EXISTS spend_time ON spend (time_ms);
+CREATE TABLE IF NOT EXISTS responses (
+    id TEXT PRIMARY KEY,
+    key_id TEXT NOT NULL,
+    end_user TEXT,
+    created_ms BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS responses_key ON responses (key_id, created_ms);
 "#;
 
 /// Columns added after the first release: `(table, column, declaration)`. Append only.

@@ -9,11 +9,13 @@ mod audit_log;
 mod keys;
 mod ledger;
 mod migration;
+mod responses;
 
 use audit_log::audit_suite;
 use keys::{key_cache_suite, keys_suite};
 use ledger::ledger_suite;
 use migration::migration_suite;
+use responses::responses_suite;
 
 const PG: &str = "postgres://postgres@127.0.0.1:5432/test";
 
@@ -110,6 +112,12 @@ mod sqlite {
         ledger_suite(&open(&url(&d)).await.unwrap()).await;
     }
 
+    #[tokio::test]
+    async fn responses() {
+        let d = tempfile::tempdir().unwrap();
+        responses_suite(&open(&url(&d)).await.unwrap()).await;
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn key_cache() {
         let d = tempfile::tempdir().unwrap();
@@ -164,6 +172,12 @@ mod postgres {
     async fn ledger() {
         let s = PgSchema::new();
         ledger_suite(&open(&s.url()).await.unwrap()).await;
+    }
+
+    #[tokio::test]
+    async fn responses() {
+        let s = PgSchema::new();
+        responses_suite(&open(&s.url()).await.unwrap()).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
