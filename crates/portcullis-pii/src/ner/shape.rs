@@ -194,8 +194,9 @@ static STREET_WORDS: crate::context::Words = crate::context::Words::new(
 );
 
 /// An address has a street or unit word ("Main St", "Apt. 4", "Pohlstrasse 9"), runs over
-/// lines, continues into a town (", Springfield"), or stands where the words around it speak
-/// of an address ("lives at", "ship to"). "Unreal Engine 5" and "10 things" have none of these.
+/// lines, continues into a town (", Springfield"), starts with a house number after "at" or
+/// "to", or stands where the words around it speak of an address ("lives at", "ship to").
+/// "Unreal Engine 5", "on Windows 10" and "10 things" have none of these.
 fn address(text: &str, span: &Range<usize>, cased: bool) -> bool {
     let t = &text[span.clone()];
     let street = t
@@ -234,8 +235,33 @@ fn address(text: &str, span: &Range<usize>, cased: bool) -> bool {
         let rest = rest.strip_prefix(',').unwrap_or("");
         rest.trim_start_matches(' ').starts_with(char::is_uppercase)
     };
+    // The town inside the span: a number, then ", Pesconuovo".
+    let capitalised_word = |s: &str| {
+        s.split_whitespace()
+            .any(|w| w.starts_with(char::is_uppercase))
+    };
+    let inner_town = t.split_once(", ").is_some_and(|(street, town)| {
+        street.bytes().any(|b| b.is_ascii_digit())
+            && capitalised_word(street)
+            && town.starts_with(char::is_uppercase)
+    });
+    // A house number, then a street's name, where a place is given: "at 37 Parva Domus".
+    let numbered = t.split_once(' ').is_some_and(|(n, rest)| {
+        n.bytes().all(|b| b.is_ascii_digit()) && rest.starts_with(char::is_uppercase)
+    });
+    let placed = numbered
+        && text[..span.start]
+            .trim_end()
+            .rsplit(|c: char| !c.is_alphabetic())
+            .next()
+            .is_some_and(|w| {
+                matches!(
+                    w.to_ascii_lowercase().as_str(),
+                    "at" | "to" | "from" | "near"
+                )
+            });
     let context = crate::context::Ctx::of(text, span).near(crate::context::class::ADDRESS);
-    street || lines || town || context
+    street || lines || town || inner_town || placed || context
 }
 
 /// Part of a longer number: "1,464,463", "0.1956", "00:00:19", "1/20".
