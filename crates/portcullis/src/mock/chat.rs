@@ -47,7 +47,7 @@ fn tool_call(req: &ChatRequest) -> Option<(String, String)> {
 }
 
 /// Arguments that satisfy a JSON schema's required properties, deterministically.
-fn arguments(schema: &Value, text: &str) -> Value {
+pub(super) fn arguments(schema: &Value, text: &str) -> Value {
     let mut out = Map::new();
     let props = schema["properties"].as_object();
     let required: Vec<&str> = match schema["required"].as_array() {
@@ -251,7 +251,7 @@ fn stream_events(
 }
 
 /// Sends `events` with the timing faults the model name asks for.
-fn relay(
+pub(super) fn relay(
     events: Vec<Bytes>,
     model: &str,
 ) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + use<> {

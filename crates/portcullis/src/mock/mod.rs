@@ -6,10 +6,12 @@
 //! inject faults: `mock-error-<status>` answers with that status, `mock-slow-<ms>` waits before
 //! answering, `mock-drip-<ms>` waits between stream chunks, `mock-chars-<n>` streams `n`
 //! characters per chunk instead of a word; more stream faults are in [`chat`]. When the
-//! request offers tools, the mock calls one. `GET /_mock/requests` returns what it received,
-//! so tests can check what the gateway sent upstream.
+//! request offers tools, the mock calls one. The Responses API is served too, over responses
+//! kept in memory ([`responses`]). `GET /_mock/requests` returns what it received, so tests
+//! can check what the gateway sent upstream.
 
 mod chat;
+mod responses;
 mod text;
 
 use axum::extract::State;
@@ -56,7 +58,8 @@ pub fn router() -> Router {
         .route("/v1/embeddings", post(text::embeddings))
         .route("/v1/moderations", post(text::moderations))
         .route("/_mock/requests", get(requests))
-        .with_state(seen)
+        .with_state(seen.clone())
+        .merge(responses::router(seen))
 }
 
 /// Serves the mock on `listener` until the process ends.

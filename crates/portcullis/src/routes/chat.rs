@@ -172,14 +172,19 @@ async fn answer(mut ex: Exchange, mut req: ChatRequest, tx: oneshot::Sender<Resp
 }
 
 /// Sends the response; the exchange already ended.
-fn deliver(tx: oneshot::Sender<Response>, resp: Response) {
+pub(crate) fn deliver(tx: oneshot::Sender<Response>, resp: Response) {
     let _ = tx.send(resp);
 }
 
 /// Ends the exchange — answered, or closed when nobody is there any more to receive the answer
 /// (the spend booked all the same) — then sends the response: a client that has its answer
 /// can count on its record being written.
-fn finish_delivery(ex: Exchange, tx: oneshot::Sender<Response>, resp: Response, status: u16) {
+pub(crate) fn finish_delivery(
+    ex: Exchange,
+    tx: oneshot::Sender<Response>,
+    resp: Response,
+    status: u16,
+) {
     if tx.is_closed() {
         ex.finish(Ending::ClientClosed);
     } else {

@@ -1,9 +1,11 @@
-//! The request handlers, one module per route family. Each takes its request's exchange from
+//! The request handlers, one module per route family (chat and its stream, the Responses
+//! API, text endpoints, pass-through, scan). Each takes its request's exchange from
 //! the door, runs it through the rooms below (guards, books, upstream) and ends it through
 //! [`crate::lifecycle`].
 
 pub mod chat;
 pub mod passthrough;
+pub mod responses;
 pub mod scan;
 pub mod stream;
 pub mod text;

@@ -55,11 +55,55 @@ struct Relay<'a> {
 /// Relays the answer; sends the streaming response through `tx` at once, then runs the
 /// stream to its end and finishes the exchange.
 pub async fn relay(
-    mut ex: Exchange,
+    ex: Exchange,
     req: ChatRequest,
     resp: reqwest::Response,
     tx: oneshot::Sender<Response>,
     client_wants_usage: bool,
+) {
+    let app = ex.app().clone();
+    let relay = Relay {
+        pipeline: &app.pipeline,
+        req: &req,
+        scanner: StreamScanner::default(),
+        inspect: app.pipeline.inspects_output() || !ex.ctx.vault.is_empty(),
+        client_wants_usage,
+        usage: None,
+        received: 0,
+        finished: false,
+        encoding: tokens::Encoding::for_model(&req.model),
+    };
+    run(ex, relay, resp, tx).await;
+}
+
+/// What the relay asks of the API a stream speaks (chat completions, Responses): how to
+/// judge one upstream event, whether the answer is complete, what it cost, and how to end a
+/// stream with an error. The rest — the client gone, the idle upstream, malformed framing,
+/// the books and the audit record — is [`run`]'s, the same for every API.
+pub(crate) trait Judge {
+    /// Judges one upstream event (without its blank line).
+    fn event(
+        &mut self,
+        ev: &Bytes,
+        ctx: &mut Context,
+    ) -> impl std::future::Future<Output = Result<Step, ApiError>> + Send;
+    /// Whether the upstream said the answer is complete (a choice finished, a final event).
+    fn finished(&self) -> bool;
+    /// The usage the provider reported, once it has.
+    fn usage(&self) -> Option<Usage>;
+    /// The gateway's count of what the stream cost so far.
+    fn estimate(&self) -> Usage;
+    /// The event that ends the stream with `e`, as this API's SDKs raise it.
+    fn error_event(&mut self, e: &ApiError) -> Bytes;
+}
+
+/// Sends the streaming response through `tx` at once, then relays the upstream's events
+/// through `judge` to the end and finishes the exchange.
+pub(crate) async fn run<J: Judge>(
+    mut ex: Exchange,
+    mut judge: J,
+    resp: reqwest::Response,
+    tx: oneshot::Sender<Response>,
 ) {
     let app = ex.app().clone();
     let (body_tx, body_rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(32);
@@ -76,20 +120,9 @@ pub async fn relay(
     let r = crate::http::WithHeaders::with_headers(r, ex.rate_headers());
     let started = Instant::now();
     if tx.send(r).is_err() {
-        ex.spent(Spend::Estimated(prompt_only(&req)));
+        ex.spent(Spend::Estimated(judge.estimate()));
         return ex.finish(Ending::ClientClosed);
     }
-    let mut relay = Relay {
-        pipeline: &app.pipeline,
-        req: &req,
-        scanner: StreamScanner::default(),
-        inspect: app.pipeline.inspects_output() || !ex.ctx.vault.is_empty(),
-        client_wants_usage,
-        usage: None,
-        received: 0,
-        finished: false,
-        encoding: tokens::Encoding::for_model(&req.model),
-    };
     let idle = Duration::from_secs(app.config.upstream.stream_idle_timeout_s.max(1));
     let mut upstream = resp.bytes_stream();
     let mut splitter = EventSplitter::default();
@@ -117,7 +150,7 @@ pub async fn relay(
             Err(e) => break 'read Err(Stop::Failed(malformed(&e.to_string()))),
         };
         for ev in events {
-            match relay.event(&ev, &mut ex.ctx).await {
+            match judge.event(&ev, &mut ex.ctx).await {
                 Ok(Step::Send(out)) => {
                     if body_tx.send(Ok(out)).await.is_err() {
                         break 'read Err(Stop::ClientGone);
@@ -139,7 +172,7 @@ pub async fn relay(
     let outcome = match outcome {
         Ok(()) if !ended_cleanly => match splitter.finish() {
             // A last event without its blank line is judged like any other.
-            Some(rest) => match relay.event(&rest, &mut ex.ctx).await {
+            Some(rest) => match judge.event(&rest, &mut ex.ctx).await {
                 Ok(Step::Send(out) | Step::Done(out)) => {
                     let _ = body_tx.send(Ok(out)).await;
                     Ok(())
@@ -151,24 +184,24 @@ pub async fn relay(
         },
         other => other,
     };
-    // A stream that stops before any choice finished and without `[DONE]` was cut short.
+    // A stream that stops before the answer was complete and without its end was cut short.
     let outcome = match outcome {
-        Ok(()) if !ended_cleanly && !relay.finished => Err(Stop::Failed(
+        Ok(()) if !ended_cleanly && !judge.finished() => Err(Stop::Failed(
             ApiError::bad_gateway("The upstream stream ended before the answer was complete.")
                 .with_code("upstream_truncated"),
         )),
         other => other,
     };
-    ex.spent(match (relay.usage, &outcome) {
+    ex.spent(match (judge.usage(), &outcome) {
         (Some(u), Ok(())) => Spend::Reported(u),
-        _ => Spend::Estimated(relay.estimate()),
+        _ => Spend::Estimated(judge.estimate()),
     });
     match outcome {
         Ok(()) => ex.finish(Ending::Answered(200)),
         Err(Stop::ClientGone) => ex.finish(Ending::ClientClosed),
         Err(Stop::Failed(e)) => {
             // End the stream with an error event the SDKs raise as an APIError.
-            let _ = body_tx.send(Ok(sse::event(&e.body().to_string()))).await;
+            let _ = body_tx.send(Ok(judge.error_event(&e))).await;
             ex.finish(Ending::Failed(e));
         }
     }
@@ -181,31 +214,35 @@ enum Stop {
 }
 
 /// What to do with one upstream event.
-enum Step {
+pub(crate) enum Step {
+    /// Forward these bytes.
     Send(Bytes),
+    /// Forward nothing.
     Skip,
-    /// The `[DONE]` event (with whatever the guards still held): the stream is complete.
+    /// The stream's last event (chat's `[DONE]`, with whatever the guards still held): the
+    /// stream is complete.
     Done(Bytes),
 }
 
-fn malformed(what: &str) -> ApiError {
+/// The error for an upstream stream that breaks its own framing.
+pub(crate) fn malformed(what: &str) -> ApiError {
     ApiError::bad_gateway(format!("The upstream stream is malformed: {what}."))
         .with_code("upstream_malformed_stream")
 }
 
-/// The prompt as the tokenizer counts it, with no output: what a stream cut before any
-/// answer arrived cost.
-fn prompt_only(req: &ChatRequest) -> Usage {
-    let prompt = tokens::count_prompt(req);
-    Usage {
-        prompt_tokens: prompt,
-        total_tokens: prompt,
-        ..Usage::default()
+impl Judge for Relay<'_> {
+    async fn event(&mut self, ev: &Bytes, ctx: &mut Context) -> Result<Step, ApiError> {
+        self.judge(ev, ctx).await
     }
-}
 
-impl Relay<'_> {
-    /// The gateway's count of what the stream cost so far.
+    fn finished(&self) -> bool {
+        self.finished
+    }
+
+    fn usage(&self) -> Option<Usage> {
+        self.usage
+    }
+
     fn estimate(&self) -> Usage {
         let prompt = tokens::count_prompt(self.req);
         Usage {
@@ -216,6 +253,12 @@ impl Relay<'_> {
         }
     }
 
+    fn error_event(&mut self, e: &ApiError) -> Bytes {
+        sse::event(&e.body().to_string())
+    }
+}
+
+impl Relay<'_> {
     fn count(&mut self, text: &str) {
         self.received = self
             .received
@@ -223,7 +266,7 @@ impl Relay<'_> {
     }
 
     /// Judges one event.
-    async fn event(&mut self, ev: &Bytes, ctx: &mut Context) -> Result<Step, ApiError> {
+    async fn judge(&mut self, ev: &Bytes, ctx: &mut Context) -> Result<Step, ApiError> {
         let data = match sse::data_of(ev) {
             Ok(Some(d)) => d,
             // Comments, `event:`/`id:`/`retry:` lines: forwarded as they came.
@@ -361,7 +404,8 @@ impl Relay<'_> {
     }
 }
 
-fn with_blank_line(ev: &Bytes) -> Bytes {
+/// An event forwarded as it came, with its blank line back.
+pub(crate) fn with_blank_line(ev: &Bytes) -> Bytes {
     let mut raw = ev.to_vec();
     raw.extend_from_slice(b"\n\n");
     Bytes::from(raw)
