@@ -51,43 +51,14 @@ enum Kind {
 }
 
 /// The text events: delta type, done type, the done event's text field, the part kind.
+#[rustfmt::skip]
 const TEXT_EVENTS: [(&str, &str, &str, Kind); 6] = [
-    (
-        "response.output_text.delta",
-        "response.output_text.done",
-        "text",
-        Kind::Content,
-    ),
-    (
-        "response.refusal.delta",
-        "response.refusal.done",
-        "refusal",
-        Kind::Content,
-    ),
-    (
-        "response.reasoning_text.delta",
-        "response.reasoning_text.done",
-        "text",
-        Kind::Content,
-    ),
-    (
-        "response.reasoning_summary_text.delta",
-        "response.reasoning_summary_text.done",
-        "text",
-        Kind::Summary,
-    ),
-    (
-        "response.function_call_arguments.delta",
-        "response.function_call_arguments.done",
-        "arguments",
-        Kind::Arguments,
-    ),
-    (
-        "response.custom_tool_call_input.delta",
-        "response.custom_tool_call_input.done",
-        "input",
-        Kind::Arguments,
-    ),
+    ("response.output_text.delta", "response.output_text.done", "text", Kind::Content),
+    ("response.refusal.delta", "response.refusal.done", "refusal", Kind::Content),
+    ("response.reasoning_text.delta", "response.reasoning_text.done", "text", Kind::Content),
+    ("response.reasoning_summary_text.delta", "response.reasoning_summary_text.done", "text", Kind::Summary),
+    ("response.function_call_arguments.delta", "response.function_call_arguments.done", "arguments", Kind::Arguments),
+    ("response.custom_tool_call_input.delta", "response.custom_tool_call_input.done", "input", Kind::Arguments),
 ];
 
 fn index(v: &Value, key: &str) -> usize {
