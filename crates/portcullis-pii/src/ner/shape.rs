@@ -113,7 +113,8 @@ fn possessive(t: &str) -> Option<usize> {
 /// Bytes of a trailing word that starts with a lower-case letter (with the space before it),
 /// when an earlier word remains: "Deborah tends" is a name and a verb.
 fn lower_tail(t: &str) -> Option<usize> {
-    let start = t.rfind(char::is_whitespace)? + 1;
+    let (at, space) = t.char_indices().rev().find(|(_, c)| c.is_whitespace())?;
+    let start = at + space.len_utf8();
     let word = &t[start..];
     word.starts_with(char::is_lowercase)
         .then(|| t.len() - t[..start].trim_end().len())
@@ -380,6 +381,10 @@ mod tests {
         assert_eq!(tidied("Baywatch.", EntityType::Location), "Baywatch");
         assert_eq!(tidied("Acme Ltd.", EntityType::Organization), "Acme Ltd.");
         assert_eq!(tidied("Deborah tends", EntityType::Person), "Deborah");
+        assert_eq!(
+            tidied("Deborah\u{3000}tends", EntityType::Person),
+            "Deborah"
+        );
         assert_eq!(tidied("(Main St)", EntityType::Address), "Main St");
         assert_eq!(
             tidied("labor relations director", EntityType::Title),

@@ -12,6 +12,10 @@ const LOOK_BACK: usize = 160;
 /// The text of `at`'s line before it, at most [`LOOK_BACK`] bytes of it, and whether that is
 /// the whole of it (the line starts there).
 fn line_before(text: &str, at: usize) -> (&str, bool) {
+    let mut at = at.min(text.len());
+    while !text.is_char_boundary(at) {
+        at -= 1;
+    }
     let mut from = at.saturating_sub(LOOK_BACK);
     while !text.is_char_boundary(from) {
         from -= 1;
