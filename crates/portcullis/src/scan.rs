@@ -3,7 +3,7 @@
 //! cannot route their traffic through the proxy.
 
 use portcullis_core::{
-    ApiError, ChatRequest, Context, Message, Outcome, Pipeline, Principal, Role,
+    ApiError, ChatRequest, Context, Message, Outcome, Pipeline, Principal, Role, Source,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -141,9 +141,39 @@ pub struct Judgement {
 /// the checks that run beside the upstream call, with no model call — the one way the `eval
 /// traffic` measurement (and the red-team runner) push text through a policy.
 pub async fn judge(pipeline: &Pipeline, text: &str) -> Judgement {
+    judge_as(pipeline, text, Source::User).await
+}
+
+/// The conversation the gateway receives when `text` comes from `source`; the last message
+/// holds the text (guards may add messages before it, never after). A user's text is one user message. A tool result follows the
+/// user's question and the assistant's call, as a `tool` message. The chat API has no place
+/// of its own for retrieved documents: applications hand them to the model as a retrieval
+/// tool's result, so a document arrives (and is judged) as the result of `search_documents`.
+pub fn messages_for(text: &str, source: Source) -> Vec<Message> {
+    let tool = match source {
+        Source::Tool => "fetch_url",
+        Source::Document => "search_documents",
+        _ => return vec![Message::text(Role::User, text)],
+    };
+    let mut call = Message::text(Role::Assistant, "");
+    call.content = None;
+    call.tool_calls = serde_json::from_value(json!([{
+        "id": "call_1", "type": "function",
+        "function": {"name": tool, "arguments": "{}"},
+    }]))
+    .ok();
+    let mut result = Message::text(Role::Tool, text);
+    result.tool_call_id = Some("call_1".into());
+    let ask = "Use the tool, then answer my question from what it returns.";
+    vec![Message::text(Role::User, ask), call, result]
+}
+
+/// Judges `text` as the gateway judges it when it comes from `source` (see [`messages_for`]):
+/// a tool result or a document is judged by the policy for third-party text, in its place.
+pub async fn judge_as(pipeline: &Pipeline, text: &str, source: Source) -> Judgement {
     let mut req = ChatRequest {
         model: "gpt-4o-mini".into(),
-        messages: vec![Message::text(Role::User, text)],
+        messages: messages_for(text, source),
         ..ChatRequest::default()
     };
     let mut ctx = Context::new("judge", Principal::default());
@@ -152,13 +182,8 @@ pub async fn judge(pipeline: &Pipeline, text: &str) -> Judgement {
         result = pipeline.run_beside(&req, &mut ctx).await;
     }
     let blocked = result.is_err();
-    let seen: Vec<String> = req
-        .messages
-        .iter()
-        .filter(|m| m.role == Role::User)
-        .map(Message::joined_text)
-        .collect();
-    let altered = !blocked && seen != [text];
+    let seen = req.messages.last().map(Message::joined_text);
+    let altered = !blocked && seen.as_deref() != Some(text);
     let mut kinds: Vec<String> = Vec::new();
     let guards: Vec<GuardActs> = ctx
         .trace
