@@ -15,18 +15,21 @@
 //! - [`audit`]: records, queries, the tamper-evident digest chain, the spooling [`AuditWriter`].
 //! - [`ledger`]: spend per request, totals per scope and period, reports.
 //! - [`responses`]: which gateway key created each stored Responses-API response.
+//! - [`redteam`]: red-team runs — what each measured and whether it met its thresholds.
 
 pub mod audit;
 pub mod key_cache;
 pub mod keys;
 pub mod ledger;
 mod migrate;
+pub mod redteam;
 pub mod responses;
 
 pub use audit::{AuditFilter, AuditRecord, AuditWriter, SpoolConfig};
 pub use key_cache::CacheClock;
 pub use keys::{CreatedKey, KeyRecord, NewKey};
 pub use ledger::{GroupBy, SpendEntry, SpendRow, SpendScope};
+pub use redteam::RedteamRun;
 pub use responses::ResponseOwner;
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};

@@ -65,6 +65,26 @@ CREATE TABLE IF NOT EXISTS responses (
     created_ms BIGINT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS responses_key ON responses (key_id, created_ms);
+CREATE TABLE IF NOT EXISTS redteam_runs (
+    id TEXT PRIMARY KEY,
+    time_ms BIGINT NOT NULL,
+    config_source TEXT NOT NULL,
+    suites TEXT NOT NULL,
+    attacks BIGINT NOT NULL,
+    blocked BIGINT NOT NULL,
+    flagged BIGINT NOT NULL,
+    passed BIGINT NOT NULL,
+    benign BIGINT NOT NULL,
+    false_positives BIGINT NOT NULL,
+    errors BIGINT NOT NULL DEFAULT 0,
+    block_rate DOUBLE PRECISION,
+    false_positive_rate DOUBLE PRECISION,
+    categories TEXT NOT NULL DEFAULT '{}',
+    min_block_rate DOUBLE PRECISION,
+    max_false_positive_rate DOUBLE PRECISION,
+    pass BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS redteam_runs_time ON redteam_runs (time_ms);
 "#;
 
 /// Columns added after the first release: `(table, column, declaration)`. Append only.

@@ -9,12 +9,14 @@ mod audit_log;
 mod keys;
 mod ledger;
 mod migration;
+mod redteam;
 mod responses;
 
 use audit_log::audit_suite;
 use keys::{key_cache_suite, keys_suite};
 use ledger::ledger_suite;
 use migration::migration_suite;
+use redteam::redteam_suite;
 use responses::responses_suite;
 
 const PG: &str = "postgres://postgres@127.0.0.1:5432/test";
@@ -118,6 +120,12 @@ mod sqlite {
         responses_suite(&open(&url(&d)).await.unwrap()).await;
     }
 
+    #[tokio::test]
+    async fn redteam_runs() {
+        let d = tempfile::tempdir().unwrap();
+        redteam_suite(&open(&url(&d)).await.unwrap()).await;
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn key_cache() {
         let d = tempfile::tempdir().unwrap();
@@ -178,6 +186,12 @@ mod postgres {
     async fn responses() {
         let s = PgSchema::new();
         responses_suite(&open(&s.url()).await.unwrap()).await;
+    }
+
+    #[tokio::test]
+    async fn redteam_runs() {
+        let s = PgSchema::new();
+        redteam_suite(&open(&s.url()).await.unwrap()).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
