@@ -30,6 +30,7 @@ pub mod http;
 pub mod lifecycle;
 pub mod metrics;
 pub mod mock;
+pub mod redteam;
 pub mod routes;
 pub mod scan;
 pub mod server;

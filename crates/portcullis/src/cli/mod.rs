@@ -3,6 +3,7 @@
 mod audit;
 mod keys;
 mod lab;
+mod redteam;
 mod spend;
 
 use crate::app::App;
@@ -79,6 +80,8 @@ enum Command {
         #[arg(long)]
         rows: Option<PathBuf>,
     },
+    /// Run attack and benign suites through a policy; fail under the release thresholds.
+    Redteam(redteam::RedteamArgs),
     /// Train a detector's model from labelled data and write its weights.
     Train {
         /// `pii`, `injection` or `moderation`.
@@ -177,6 +180,7 @@ pub async fn run(cli: Cli) -> Result<(), BoxError> {
             data,
             out,
         } => lab::train(&detector, &data, out),
+        Command::Redteam(a) => redteam::run(a).await,
     }
 }
 
