@@ -265,6 +265,17 @@ fn another_keys_responses_do_not_exist_for_it() {
         get(&gw, &gw.key, &format!("/v1/responses/{streamed_id}")).status(),
         200
     );
+    // Retrieved as a stream, it is replayed through the same relay.
+    let replay = events(get(
+        &gw,
+        &gw.key,
+        &format!("/v1/responses/{id}?stream=true"),
+    ));
+    let (kind, last) = replay.last().unwrap();
+    assert_eq!(kind, "response.completed");
+    assert_eq!(answer_text(&last["response"]), "Echo: first");
+    let path = format!("/v1/responses/{id}?stream=true");
+    assert_eq!(get(&gw, &bob, &path).status(), 404);
     let items: Value = get(&gw, &gw.key, &format!("/v1/responses/{id}/input_items"))
         .json()
         .unwrap();

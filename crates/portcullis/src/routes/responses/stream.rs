@@ -5,8 +5,9 @@
 //! window: its `*.delta` events carry what the guards released (pseudonyms restored, split
 //! placeholders whole), and its `*.done` events, the finished item and the final response
 //! carry the text as released, so every view the SDKs build agrees. Text still held when a
-//! part finishes goes out as one more delta first. Events are renumbered (`sequence_number`)
-//! when the relay adds any; a guard's refusal ends the stream with an `error` event.
+//! part finishes goes out as one more delta first; a delta whose text is all held back is not
+//! sent. Events are renumbered (`sequence_number`) as the relay adds and drops them; a guard's
+//! refusal ends the stream with an `error` event.
 //!
 //! When nothing inspects the answer (no output guards, no pseudonyms) events pass through
 //! byte for byte; usage is read from the final event either way, and the response's owner is
@@ -323,6 +324,10 @@ impl<'a> Events<'a> {
             if let Some(l) = self.lanes.get_mut(&lane) {
                 l.seen = true;
                 l.released.push_str(&out);
+            }
+            if out.is_empty() {
+                // All of it held back for now: the events are renumbered, so none is missed.
+                return Ok(Step::Skip);
             }
             v["delta"] = Value::String(out);
             return Ok(Step::Send(Bytes::from(self.emit(v))));
