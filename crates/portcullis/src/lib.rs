@@ -4,7 +4,8 @@
 //! # Layout
 //! The request path reads top-down; each module uses only those below it.
 //! - [`server`]: the router and the layers every route shares; health, readiness, metrics.
-//! - [`routes`]: one handler module per route family (chat and its stream, pass-through, scan).
+//! - [`routes`]: one handler module per route family (chat and its stream, the Responses API,
+//!   embeddings and moderations, pass-through, scan).
 //! - [`lifecycle`]: how a request ends — its one audit record and its metrics, however it ends.
 //! - [`app`]: the running gateway, built once from config and shared by requests.
 //! - The rooms a request passes through: [`auth`] (who is calling), [`guards`] (the pipeline
