@@ -27,21 +27,14 @@ const TEXT_FIELDS: [&str; 2] = ["input", "instructions"];
 
 /// Chat parameters typed in [`ChatRequest`], and what the Responses API calls them (`None`:
 /// it has no such parameter).
+#[rustfmt::skip]
 const TYPED: [(&str, Option<&str>); 15] = [
-    ("model", Some("model")),
-    ("stream", Some("stream")),
-    ("stream_options", Some("stream_options")),
-    ("temperature", Some("temperature")),
-    ("top_p", Some("top_p")),
-    ("tools", Some("tools")),
-    ("tool_choice", Some("tool_choice")),
-    ("user", Some("user")),
-    ("max_tokens", Some("max_output_tokens")),
-    ("max_completion_tokens", Some("max_output_tokens")),
-    ("n", None),
-    ("frequency_penalty", None),
-    ("presence_penalty", None),
-    ("logit_bias", None),
+    ("model", Some("model")), ("stream", Some("stream")),
+    ("stream_options", Some("stream_options")), ("temperature", Some("temperature")),
+    ("top_p", Some("top_p")), ("tools", Some("tools")), ("tool_choice", Some("tool_choice")),
+    ("user", Some("user")), ("max_tokens", Some("max_output_tokens")),
+    ("max_completion_tokens", Some("max_output_tokens")), ("n", None),
+    ("frequency_penalty", None), ("presence_penalty", None), ("logit_bias", None),
     ("response_format", None),
 ];
 
@@ -158,6 +151,13 @@ pub fn map(raw: &Map<String, Value>) -> Result<Mapped, ApiError> {
         .is_none_or(|m| m.trim().is_empty())
     {
         return Err(bad("model", "'model' is required and must be a string."));
+    }
+    // A chat body sent here would pass its messages upstream unjudged.
+    if raw.contains_key("messages") {
+        return Err(bad(
+            "messages",
+            "'messages' is not a Responses API parameter; send the conversation in 'input'.",
+        ));
     }
     let mut chat = Map::new();
     for (k, v) in raw {

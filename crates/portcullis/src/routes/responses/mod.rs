@@ -150,12 +150,14 @@ pub async fn create(Extension(slot): Extension<Slot>, headers: HeaderMap, body: 
         Ok(b) => b,
         Err(e) => return ex.fail(ApiError::internal(e.to_string())),
     };
-    let owner = Owner {
+    // A response the provider does not store (`store: false`) has no owner to remember.
+    let stored = raw.get("store") != Some(&Value::Bool(false));
+    let owner = stored.then(|| Owner {
         store: app.store.clone(),
         metrics: app.metrics.clone(),
         key_id: caller.key_id.clone(),
         end_user: ex.ctx.principal.end_user.clone(),
-    };
+    });
     let (tx, rx) = oneshot::channel();
     tokio::spawn(answer(ex, req, body, owner, tx));
     match rx.await {
@@ -206,7 +208,7 @@ async fn answer(
     mut ex: Exchange,
     req: ChatRequest,
     body: Vec<u8>,
-    owner: Owner,
+    owner: Option<Owner>,
     tx: oneshot::Sender<Response>,
 ) {
     let app = ex.app().clone();
@@ -233,7 +235,7 @@ async fn answer(
         return finish_delivery(ex, tx, response, code);
     }
     if req.is_stream() {
-        let events = stream::Events::new(&app.pipeline, &req, &ex.ctx, Some(owner));
+        let events = stream::Events::new(&app.pipeline, &req, &ex.ctx, owner);
         return crate::routes::stream::run(ex, events, resp, tx).await;
     }
     let mut answer = match read_json(&app, resp).await {
@@ -251,8 +253,8 @@ async fn answer(
         }
         None => Spend::Estimated(output::estimate(&req, &answer)),
     });
-    if let Some(id) = answer["id"].as_str() {
-        owner.record(id).await;
+    if let (Some(o), Some(id)) = (&owner, answer["id"].as_str()) {
+        o.record(id).await;
     }
     if let Err(e) = output::guard(&app.pipeline, &req, &mut answer, &mut ex.ctx).await {
         return deliver(tx, ex.fail(e));

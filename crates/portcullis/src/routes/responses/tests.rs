@@ -153,6 +153,11 @@ fn malformed_bodies_are_refused_naming_the_field() {
         param(json!({"model": "m", "instructions": ["x"]})).as_deref(),
         Some("instructions")
     );
+    assert_eq!(
+        param(json!({"model": "m", "messages": [{"role": "user", "content": "x"}]})).as_deref(),
+        Some("messages"),
+        "a chat body would pass upstream unjudged"
+    );
 }
 
 #[tokio::test]
