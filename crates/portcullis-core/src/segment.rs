@@ -51,6 +51,11 @@ pub enum Location {
     Name { message: usize },
     /// `messages[message].tool_calls[call].function.arguments`.
     ToolArguments { message: usize, call: usize },
+    /// `prediction.content` as a string (Predicted Outputs: text the client expects back,
+    /// often the user's own file, which the model sees).
+    Prediction,
+    /// `prediction.content[part].text`.
+    PredictionPart { part: usize },
     /// `choices[choice].message.content` (or the delta's content, on a stream).
     Answer { choice: usize },
     /// `choices[choice].message.tool_calls[call].function.arguments`.
@@ -124,6 +129,26 @@ pub(crate) fn request_segments(req: &ChatRequest) -> Vec<Segment> {
             }
         }
     }
+    // Predicted Outputs: the model reads it as the answer it is about to give.
+    match req.extra.get("prediction").and_then(|p| p.get("content")) {
+        Some(Value::String(t)) => out.push(Segment {
+            location: Location::Prediction,
+            source: Source::Assistant,
+            text: t.clone(),
+        }),
+        Some(Value::Array(parts)) => {
+            for (part, p) in parts.iter().enumerate() {
+                if let Some(t) = p.get("text").and_then(Value::as_str) {
+                    out.push(Segment {
+                        location: Location::PredictionPart { part },
+                        source: Source::Assistant,
+                        text: t.to_owned(),
+                    });
+                }
+            }
+        }
+        _ => {}
+    }
     out
 }
 
@@ -159,6 +184,24 @@ pub fn write_request(req: &mut ChatRequest, seg: &Segment) {
                 .and_then(|c| c.function.as_mut())
             {
                 f.arguments = seg.text.clone();
+            }
+        }
+        Location::Prediction => {
+            if let Some(c) = req
+                .extra
+                .get_mut("prediction")
+                .and_then(|p| p.get_mut("content"))
+            {
+                *c = Value::String(seg.text.clone());
+            }
+        }
+        Location::PredictionPart { part } => {
+            if let Some(p) = req
+                .extra
+                .get_mut("prediction")
+                .and_then(|p| p.pointer_mut(&format!("/content/{part}")))
+            {
+                p["text"] = Value::String(seg.text.clone());
             }
         }
         Location::Answer { .. } | Location::AnswerToolArguments { .. } | Location::Text => {}
@@ -274,6 +317,36 @@ mod tests {
             "{\"Q\":1}"
         );
         assert_eq!(v["messages"][3]["content"], "RESULT");
+    }
+
+    #[test]
+    fn predicted_output_is_a_segment_and_writes_back() {
+        for (prediction, path) in [
+            (r#""let name = 'x';""#, "/prediction/content"),
+            (
+                r#"[{"type":"text","text":"let name = 'x';"}]"#,
+                "/prediction/content/0/text",
+            ),
+        ] {
+            let mut r = req(&format!(
+                r#"{{"model":"m","messages":[{{"role":"user","content":"rename"}}],
+                "prediction":{{"type":"content","content":{prediction}}}}}"#
+            ));
+            let segs = r.segments();
+            assert_eq!(segs.len(), 2, "{prediction}");
+            assert_eq!(segs[1].source, Source::Assistant);
+            assert_eq!(segs[1].text, "let name = 'x';");
+            let mut s = segs[1].clone();
+            s.text = "EDITED".into();
+            write_request(&mut r, &s);
+            let v = serde_json::to_value(&r).unwrap();
+            assert_eq!(
+                v.pointer(path),
+                Some(&Value::from("EDITED")),
+                "{prediction}"
+            );
+            assert_eq!(v["prediction"]["type"], "content");
+        }
     }
 
     #[test]

@@ -53,6 +53,23 @@ fn pseudonyms_go_up_and_originals_come_back() {
 }
 
 #[test]
+fn a_predicted_output_is_guarded_like_the_messages() {
+    // Predicted Outputs (`prediction.content`) reach the model too: often the user's own file.
+    let mock = Mock::start();
+    let gw = Gateway::start(Some(&mock.url), None);
+    let body = json!({"model": "gpt-4o-mini",
+        "messages": [{"role": "user", "content": "Fix the typo in this file."}],
+        "prediction": {"type": "content", "content": [{"type": "text",
+            "text": format!("contact = \"{EMAIL}\"  # ssn {SSN}")}]}});
+    let r = gw.post("/v1/chat/completions", &gw.key, &body);
+    assert_eq!(r.status(), 200);
+    let up: Value = mock.requests().last().unwrap()["body"].clone();
+    let sent = up["prediction"]["content"][0]["text"].as_str().unwrap();
+    assert_eq!(sent, "contact = \"[EMAIL_1]\"  # ssn [US_SSN_1]", "{up}");
+    assert_eq!(up["prediction"]["type"], "content");
+}
+
+#[test]
 fn streamed_placeholders_split_across_chunks_are_restored() {
     let mock = Mock::start();
     let gw = Gateway::start(Some(&mock.url), None);
