@@ -143,6 +143,20 @@ impl Cache {
         }
     }
 
+    /// Forgets every key at once, and anything being looked up.
+    pub(crate) fn forget_all(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        if let Ok(mut hits) = self.hits.write() {
+            hits.clear();
+        }
+        if let Ok(mut misses) = self.misses.write() {
+            misses.clear();
+        }
+        if let Ok(mut flights) = self.flights.lock() {
+            flights.clear();
+        }
+    }
+
     /// The answer for `h`: one `lookup` at a time per key (others wait for its answer), at most
     /// `slots` lookups at once; the answer is cached.
     pub(crate) async fn single_flight<F, Fut>(
@@ -212,6 +226,9 @@ mod tests {
             limits: serde_json::Value::Null,
             created_ms: 0,
             revoked: false,
+            expires_ms: None,
+            previous_until_ms: None,
+            previous_secret: false,
         }
     }
 

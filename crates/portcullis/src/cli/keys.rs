@@ -111,6 +111,7 @@ pub async fn run(k: KeysCommand) -> Result<(), BoxError> {
                     team: team.clone(),
                     service,
                     limits: serde_json::to_value(limits.policy())?,
+                    expires_ms: None,
                 })
                 .await?;
             eprintln!(
