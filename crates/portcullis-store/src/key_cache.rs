@@ -283,6 +283,28 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn forgetting_everything_drops_hits_misses_and_lookups_under_way() {
+        let (clock, _) = manual();
+        let c = Cache::new(clock, 2);
+        let (hit, miss) = ([5; 32], [6; 32]);
+        c.single_flight(hit, || async { Ok(Some(rec("k"))) })
+            .await
+            .unwrap();
+        c.single_flight(miss, || async { Ok(None) }).await.unwrap();
+        let found = c
+            .single_flight([7; 32], || async {
+                c.forget_all(); // news missed while this query ran
+                Ok(Some(rec("j")))
+            })
+            .await
+            .unwrap();
+        assert!(found.is_some());
+        for h in [hit, miss, [7; 32]] {
+            assert!(matches!(c.get(&h), Cached::Unknown));
+        }
+    }
+
+    #[tokio::test]
     async fn a_failed_lookup_is_not_cached_and_the_next_one_tries_again() {
         let (clock, _) = manual();
         let c = Cache::new(clock, 1);
