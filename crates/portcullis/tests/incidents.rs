@@ -623,3 +623,63 @@ fn a_request_in_flight_finishes_under_the_policy_it_started_with() {
     let old = in_flight.join().unwrap();
     assert_eq!(old["choices"][0]["message"]["content"], answer, "{old}");
 }
+
+/// A private `redis-server` on `port`, killed when dropped.
+fn private_redis(port: u16) -> common::Proc {
+    let child = Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "redis-server did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    common::Proc(child)
+}
+
+#[test]
+fn a_replica_that_lost_redis_catches_up_on_reconnect() {
+    let port = free_port();
+    let redis = private_redis(port);
+    let (dir, config) = setup(&format!(
+        "[limits]\nurl = \"redis://127.0.0.1:{port}/0\"\n[admin]\nkill_refresh_s = 3600\n"
+    ));
+    let (_, alice) = create_key(&config, &["--user", "alice"]);
+    let node = Node::start(&config, dir.path());
+    assert_eq!(node.chat(&alice, "gpt-4o-mini", 1).0, 200);
+    drop(redis);
+    // Redis is down: the kill is saved, the CLI says the replicas were not told.
+    let out = Command::new(BIN)
+        .args([
+            "kill",
+            "user",
+            "alice",
+            "--reason",
+            "while redis was down",
+            "--config",
+        ])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("saved in the store"), "{err}");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        node.chat(&alice, "gpt-4o-mini", 1).0,
+        200,
+        "no news and no re-read yet (the timer is an hour)"
+    );
+    // Redis is back: the replica re-subscribes and re-reads the list.
+    let _redis = private_redis(port);
+    assert!(
+        eventually(Duration::from_secs(10), || node
+            .chat(&alice, "gpt-4o-mini", 1)
+            .0
+            == 403),
+        "the replica did not catch up on reconnect"
+    );
+}
