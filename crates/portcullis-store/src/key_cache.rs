@@ -143,6 +143,20 @@ impl Cache {
         }
     }
 
+    /// Forgets every key at once, and anything being looked up.
+    pub(crate) fn forget_all(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        if let Ok(mut hits) = self.hits.write() {
+            hits.clear();
+        }
+        if let Ok(mut misses) = self.misses.write() {
+            misses.clear();
+        }
+        if let Ok(mut flights) = self.flights.lock() {
+            flights.clear();
+        }
+    }
+
     /// The answer for `h`: one `lookup` at a time per key (others wait for its answer), at most
     /// `slots` lookups at once; the answer is cached.
     pub(crate) async fn single_flight<F, Fut>(
@@ -212,6 +226,9 @@ mod tests {
             limits: serde_json::Value::Null,
             created_ms: 0,
             revoked: false,
+            expires_ms: None,
+            previous_until_ms: None,
+            previous_secret: false,
         }
     }
 
@@ -263,6 +280,28 @@ mod tests {
             .unwrap();
         assert!(found.is_some());
         assert!(matches!(c.get(&h), Cached::Unknown));
+    }
+
+    #[tokio::test]
+    async fn forgetting_everything_drops_hits_misses_and_lookups_under_way() {
+        let (clock, _) = manual();
+        let c = Cache::new(clock, 2);
+        let (hit, miss) = ([5; 32], [6; 32]);
+        c.single_flight(hit, || async { Ok(Some(rec("k"))) })
+            .await
+            .unwrap();
+        c.single_flight(miss, || async { Ok(None) }).await.unwrap();
+        let found = c
+            .single_flight([7; 32], || async {
+                c.forget_all(); // news missed while this query ran
+                Ok(Some(rec("j")))
+            })
+            .await
+            .unwrap();
+        assert!(found.is_some());
+        for h in [hit, miss, [7; 32]] {
+            assert!(matches!(c.get(&h), Cached::Unknown));
+        }
     }
 
     #[tokio::test]

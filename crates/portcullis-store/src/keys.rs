@@ -19,6 +19,8 @@ pub struct NewKey {
     pub service: bool,
     /// Limits and budgets attached to the key (opaque JSON owned by the gateway).
     pub limits: serde_json::Value,
+    /// When the key stops working (ms since the epoch); `None`: never.
+    pub expires_ms: Option<i64>,
 }
 
 /// A new key: the secret exists only here, once.
@@ -40,6 +42,24 @@ pub struct KeyRecord {
     pub limits: serde_json::Value,
     pub created_ms: i64,
     pub revoked: bool,
+    /// When the key stops working (ms since the epoch); `None`: never. When the key was
+    /// presented with its previous (rotated-out) secret, the end of that secret's grace period
+    /// if sooner.
+    #[serde(default)]
+    pub expires_ms: Option<i64>,
+    /// Until when the secret replaced by the last rotation still works.
+    #[serde(default)]
+    pub previous_until_ms: Option<i64>,
+    /// This record answers a request made with the previous secret (during its grace period).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub previous_secret: bool,
+}
+
+impl KeyRecord {
+    /// Whether the key (or the secret it was presented with) has expired at `now_ms`.
+    pub fn expired_at(&self, now_ms: i64) -> bool {
+        self.expires_ms.is_some_and(|t| t <= now_ms)
+    }
 }
 
 fn hash(secret: &str) -> [u8; 32] {
@@ -74,10 +94,21 @@ fn record(row: &sqlx::any::AnyRow) -> Result<KeyRecord, StoreError> {
         limits: serde_json::from_str(&limits).map_err(|e| StoreError::Data(e.to_string()))?,
         created_ms: row.try_get("created_ms")?,
         revoked: row.try_get::<Option<i64>, _>("revoked_ms")?.is_some(),
+        expires_ms: row.try_get("expires_ms")?,
+        previous_until_ms: row.try_get("prev_until_ms")?,
+        previous_secret: false,
     })
 }
 
-const COLUMNS: &str = "id, hash, prefix, user_name, team, service, limits, created_ms, revoked_ms";
+const COLUMNS: &str = "id, hash, prefix, user_name, team, service, limits, created_ms, revoked_ms, \
+                       expires_ms, prev_hash, prev_until_ms";
+
+/// Whether the hex digest `stored` is `h`, compared in constant time.
+fn same_hash(stored: Option<&str>, h: &[u8; 32]) -> bool {
+    stored
+        .and_then(|s| hex::decode(s).ok())
+        .is_some_and(|s| bool::from(s.as_slice().ct_eq(h)))
+}
 
 impl Store {
     /// Creates a key for `new`; the returned secret is not stored anywhere. Fails with
@@ -90,8 +121,8 @@ impl Store {
             new.limits.to_string()
         };
         sqlx::query(
-            "INSERT INTO keys (id, hash, prefix, user_name, team, service, limits, created_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            "INSERT INTO keys (id, hash, prefix, user_name, team, service, limits, created_ms, \
+             expires_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(&id)
         .bind(hex::encode(hash(&secret)))
@@ -101,9 +132,49 @@ impl Store {
         .bind(i64::from(new.service))
         .bind(limits)
         .bind(now_ms())
+        .bind(new.expires_ms)
         .execute(self.pool())
         .await?;
         Ok(CreatedKey { id, secret })
+    }
+
+    /// Gives key `id` a new secret; the old one keeps working for `grace_ms` more (0: stops at
+    /// once). Limits, history and id stay. Fails for unknown or revoked keys.
+    pub async fn rotate_key(&self, id: &str, grace_ms: i64) -> Result<CreatedKey, StoreError> {
+        let CreatedKey { secret, .. } = generate(getrandom::fill)?;
+        let done = sqlx::query(
+            "UPDATE keys SET prev_hash = hash, prev_until_ms = $1, hash = $2, prefix = $3 \
+             WHERE id = $4 AND revoked_ms IS NULL",
+        )
+        .bind(now_ms().saturating_add(grace_ms.max(0)))
+        .bind(hex::encode(hash(&secret)))
+        .bind(secret[..10].to_owned())
+        .bind(id)
+        .execute(self.pool())
+        .await?;
+        self.keys.forget_key(id);
+        if done.rows_affected() == 0 {
+            let rec = self.get_key(id).await?;
+            if rec.revoked {
+                return Err(StoreError::Data(format!(
+                    "key '{id}' is revoked; create a new key instead of rotating it"
+                )));
+            }
+        }
+        Ok(CreatedKey {
+            id: id.to_owned(),
+            secret,
+        })
+    }
+
+    /// Forgets what this process cached about key `id` (changed by another process).
+    pub fn forget_key(&self, id: &str) {
+        self.keys.forget_key(id);
+    }
+
+    /// Forgets every cached authentication (after missing news of changes, e.g. a reconnect).
+    pub fn forget_all_keys(&self) {
+        self.keys.forget_all();
     }
 
     /// The live key a secret belongs to; `None` for unknown or revoked keys. Answers are
@@ -127,19 +198,28 @@ impl Store {
 
     /// The live key stored under hash `h`, from the database.
     async fn lookup(&self, h: [u8; 32]) -> Result<Option<KeyRecord>, StoreError> {
-        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM keys WHERE hash = $1"))
-            .bind(hex::encode(h))
-            .fetch_optional(self.pool())
-            .await?;
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM keys WHERE hash = $1 OR prev_hash = $1"
+        ))
+        .bind(hex::encode(h))
+        .fetch_optional(self.pool())
+        .await?;
         let Some(row) = row else {
             return Ok(None);
         };
-        let stored: String = row.try_get("hash")?;
-        let stored = hex::decode(stored).map_err(|e| StoreError::Data(e.to_string()))?;
-        if !bool::from(stored.as_slice().ct_eq(&h)) {
+        let mut rec = record(&row)?;
+        if same_hash(row.try_get::<Option<String>, _>("hash")?.as_deref(), &h) {
+            // the current secret
+        } else if same_hash(
+            row.try_get::<Option<String>, _>("prev_hash")?.as_deref(),
+            &h,
+        ) {
+            let until = rec.previous_until_ms.unwrap_or(0);
+            rec.expires_ms = Some(rec.expires_ms.map_or(until, |e| e.min(until)));
+            rec.previous_secret = true;
+        } else {
             return Ok(None);
         }
-        let rec = record(&row)?;
         Ok((!rec.revoked).then_some(rec))
     }
 

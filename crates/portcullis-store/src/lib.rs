@@ -16,10 +16,12 @@
 //! - [`ledger`]: spend per request, totals per scope and period, reports.
 //! - [`responses`]: which gateway key created each stored Responses-API response.
 //! - [`redteam`]: red-team runs — what each measured and whether it met its thresholds.
+//! - [`kills`]: the kill switch's list — stopped keys, users, teams, models, lock-down.
 
 pub mod audit;
 pub mod key_cache;
 pub mod keys;
+pub mod kills;
 pub mod ledger;
 mod migrate;
 pub mod redteam;
@@ -28,6 +30,7 @@ pub mod responses;
 pub use audit::{AuditFilter, AuditRecord, AuditWriter, SpoolConfig};
 pub use key_cache::CacheClock;
 pub use keys::{CreatedKey, KeyRecord, NewKey};
+pub use kills::{Kill, KillScope};
 pub use ledger::{GroupBy, SpendEntry, SpendRow, SpendScope};
 pub use redteam::RedteamRun;
 pub use responses::ResponseOwner;

@@ -15,7 +15,10 @@ CREATE TABLE IF NOT EXISTS keys (
     service BIGINT NOT NULL DEFAULT 0,
     limits TEXT NOT NULL DEFAULT '{}',
     created_ms BIGINT NOT NULL,
-    revoked_ms BIGINT
+    revoked_ms BIGINT,
+    expires_ms BIGINT,
+    prev_hash TEXT,
+    prev_until_ms BIGINT
 );
 CREATE TABLE IF NOT EXISTS audit (
     seq_id TEXT PRIMARY KEY,
@@ -85,13 +88,26 @@ CREATE TABLE IF NOT EXISTS redteam_runs (
     pass BIGINT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS redteam_runs_time ON redteam_runs (time_ms);
+CREATE TABLE IF NOT EXISTS kills (
+    scope TEXT NOT NULL,
+    target TEXT NOT NULL,
+    reason TEXT NOT NULL DEFAULT '',
+    created_ms BIGINT NOT NULL,
+    PRIMARY KEY (scope, target)
+);
 "#;
 
 /// Columns added after the first release: `(table, column, declaration)`. Append only.
 const ADDED: &[(&str, &str, &str)] = &[
     ("audit", "usage_estimated", "BIGINT NOT NULL DEFAULT 0"),
     ("spend", "usage_estimated", "BIGINT NOT NULL DEFAULT 0"),
+    ("keys", "expires_ms", "BIGINT"),
+    ("keys", "prev_hash", "TEXT"),
+    ("keys", "prev_until_ms", "BIGINT"),
 ];
+
+/// Statements that need the added columns (run after them). Append only.
+const AFTER_ADDED: &[&str] = &["CREATE INDEX IF NOT EXISTS keys_prev_hash ON keys (prev_hash)"];
 
 /// Brings the schema behind `pool` up to date.
 pub(crate) async fn run(pool: &AnyPool, backend: Backend) -> Result<(), StoreError> {
@@ -104,6 +120,9 @@ pub(crate) async fn run(pool: &AnyPool, backend: Backend) -> Result<(), StoreErr
     }
     for (table, column, decl) in ADDED {
         ensure_column(pool, backend, table, column, decl).await?;
+    }
+    for stmt in AFTER_ADDED {
+        pool.execute(*stmt).await?;
     }
     Ok(())
 }

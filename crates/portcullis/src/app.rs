@@ -18,15 +18,17 @@ pub struct App {
     pub text_pipeline: Arc<Pipeline>,
     pub upstream: Upstream,
     pub store: Store,
-    pub audit: AuditWriter,
+    pub audit: Arc<AuditWriter>,
     pub books: Books,
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Per-user counts of flagged requests, for the `user_flag_burst` alert.
-    pub flags: crate::anomaly::FlagWatch,
+    pub flags: Arc<crate::anomaly::FlagWatch>,
     /// Places for requests in flight (`server.max_in_flight`).
     pub in_flight: Arc<tokio::sync::Semaphore>,
     /// Failed authentications per client address.
-    pub failed_auths: crate::auth::FailedAuths,
+    pub failed_auths: Arc<crate::auth::FailedAuths>,
+    /// Stopped keys, users, teams and models, and the lock-down ([`crate::kill`]).
+    pub kills: Arc<crate::kill::KillSwitch>,
     /// Bounds the guard work running on the blocking pool at once.
     pub heavy: Arc<tokio::sync::Semaphore>,
 }
@@ -44,6 +46,8 @@ pub enum StartError {
     Upstream(#[from] crate::upstream::UpstreamBuildError),
     #[error(transparent)]
     Guard(#[from] crate::guards::BuildError),
+    #[error("kill switch: {0}")]
+    Kill(String),
 }
 
 impl App {
@@ -62,13 +66,13 @@ impl App {
                 url: crate::http::redact_url(&config.store.url),
                 message: crate::http::redact_in(&e.to_string(), &config.store.url),
             })?;
-        let audit = AuditWriter::spawn(
+        let audit = Arc::new(AuditWriter::spawn(
             store.clone(),
             portcullis_store::SpoolConfig {
                 dir: config.store.spool_dir.clone().into(),
                 ..Default::default()
             },
-        );
+        ));
         let pipeline = crate::guards::build(&config, &upstream)?;
         let text_pipeline = Arc::new(crate::guards::build_text(&config, &upstream)?);
         tokio::task::spawn_blocking(crate::guards::warm_up)
@@ -89,23 +93,36 @@ impl App {
             p.default,
             p.unknown_model,
         );
+        let news = crate::kill::news::News::from_limits(&config.limits.url, &config.limits.prefix)
+            .map_err(|e| {
+                StartError::Kill(crate::http::redact_in(&e.to_string(), &config.limits.url))
+            })?;
+        let kills = Arc::new(crate::kill::KillSwitch::new(store.clone(), news));
+        kills.refresh().await.map_err(|e| StartError::Store {
+            url: crate::http::redact_url(&config.store.url),
+            message: crate::http::redact_in(&e.to_string(), &config.store.url),
+        })?;
         let books = Books::new(
             limiter,
             pricing,
             config.limits.clone(),
             store.clone(),
             metrics.clone(),
-        );
-        let flags = crate::anomaly::FlagWatch::new(&config.alerts);
+        )
+        .with_kills(kills.clone());
+        let flags = Arc::new(crate::anomaly::FlagWatch::new(&config.alerts));
         let in_flight = Arc::new(tokio::sync::Semaphore::new(
             config.server.max_in_flight.max(1),
         ));
-        let failed_auths = crate::auth::FailedAuths::new(config.server.failed_auth_per_minute);
+        let failed_auths = Arc::new(crate::auth::FailedAuths::new(
+            config.server.failed_auth_per_minute,
+        ));
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Ok(App {
             flags,
             in_flight,
             failed_auths,
+            kills,
             heavy: Arc::new(tokio::sync::Semaphore::new(cores)),
             config,
             pipeline: Arc::new(pipeline),
@@ -115,6 +132,50 @@ impl App {
             audit,
             books,
             metrics,
+        })
+    }
+
+    /// The gateway under `config` (re-read from its file): new guards, limits, prices and
+    /// alerts; the same store, audit writer, limiter state, upstream client, requests in
+    /// flight and kill switch. Settings that only a restart can change must be unchanged
+    /// ([`crate::reload::restart_needed`] checks them first).
+    pub fn reconfigured(&self, config: Config) -> Result<App, StartError> {
+        let pipeline = crate::guards::build(&config, &self.upstream)?;
+        let text_pipeline = crate::guards::build_text(&config, &self.upstream)?;
+        let p = &config.pricing;
+        let pricing = portcullis_limits::Pricing::builtin().with_overrides(
+            &p.models,
+            p.default,
+            p.unknown_model,
+        );
+        let books = self.books.reconfigured(pricing, config.limits.clone());
+        let flags = if format!("{:?}", config.alerts) == format!("{:?}", self.config.alerts) {
+            self.flags.clone()
+        } else {
+            Arc::new(crate::anomaly::FlagWatch::new(&config.alerts))
+        };
+        let failed_auths =
+            if config.server.failed_auth_per_minute == self.config.server.failed_auth_per_minute {
+                self.failed_auths.clone()
+            } else {
+                Arc::new(crate::auth::FailedAuths::new(
+                    config.server.failed_auth_per_minute,
+                ))
+            };
+        Ok(App {
+            config,
+            pipeline: Arc::new(pipeline),
+            text_pipeline: Arc::new(text_pipeline),
+            upstream: self.upstream.clone(),
+            store: self.store.clone(),
+            audit: self.audit.clone(),
+            books,
+            metrics: self.metrics.clone(),
+            flags,
+            in_flight: self.in_flight.clone(),
+            failed_auths,
+            kills: self.kills.clone(),
+            heavy: self.heavy.clone(),
         })
     }
 

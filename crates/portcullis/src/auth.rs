@@ -132,6 +132,7 @@ pub async fn authenticate(
         .unwrap_or(value)
         .trim();
     match store.authenticate(secret).await {
+        Ok(Some(k)) if k.expired_at(portcullis_store::now_ms()) => Err(expired(&k)),
         Ok(Some(k)) => Ok(Caller {
             key_id: k.id,
             user: k.user,
@@ -154,6 +155,30 @@ pub async fn authenticate(
             ))
         }
     }
+}
+
+/// The refusal for a key past its expiry date, or a rotated-out secret past its grace period.
+fn expired(k: &portcullis_store::KeyRecord) -> ApiError {
+    let when = utc(k.expires_ms.unwrap_or(0));
+    let message = if k.previous_secret {
+        format!(
+            "This is the previous secret of gateway key {}: the key was rotated and the old secret stopped working at {when}. Use the new secret.",
+            k.id
+        )
+    } else {
+        format!(
+            "Gateway key {} expired at {when}. Ask for a new key ('portcullis keys create' or 'keys rotate').",
+            k.id
+        )
+    };
+    ApiError::authentication("key_expired", message)
+}
+
+/// `ms` since the epoch as `YYYY-MM-DD HH:MM UTC`.
+pub fn utc(ms: i64) -> String {
+    let day = portcullis_limits::BudgetWindow::Day.period(ms);
+    let minutes = (ms - day.start_ms) / 60_000;
+    format!("{} {:02}:{:02} UTC", day.key, minutes / 60, minutes % 60)
 }
 
 #[cfg(test)]
@@ -180,6 +205,33 @@ mod tests {
         let e = caller(true).principal(Some(&long)).unwrap_err();
         assert_eq!((e.status, e.param.as_deref()), (400, Some("user")));
         assert!(caller(true).principal(Some("bob\n")).is_err());
+    }
+
+    #[test]
+    fn expiry_messages_say_when_and_what_to_do() {
+        assert_eq!(utc(1_798_761_600_000 + 90 * 60_000), "2027-01-01 01:30 UTC");
+        let mut k = portcullis_store::KeyRecord {
+            id: "key_1".into(),
+            prefix: "pk-x".into(),
+            user: "u".into(),
+            team: None,
+            service: false,
+            limits: serde_json::Value::Null,
+            created_ms: 0,
+            revoked: false,
+            expires_ms: Some(1_798_761_600_000),
+            previous_until_ms: None,
+            previous_secret: false,
+        };
+        let e = expired(&k);
+        assert_eq!((e.status, e.code.as_deref()), (401, Some("key_expired")));
+        assert!(
+            e.message.contains("expired at 2027-01-01 00:00 UTC"),
+            "{}",
+            e.message
+        );
+        k.previous_secret = true;
+        assert!(expired(&k).message.contains("rotated"));
     }
 
     #[test]

@@ -150,6 +150,8 @@ pub struct Books {
     config: LimitsConfig,
     store: Store,
     metrics: Arc<Metrics>,
+    /// Killed models are refused at admission, where every route names its model.
+    kills: Option<Arc<crate::kill::KillSwitch>>,
 }
 
 fn usd(v: Option<f64>) -> Option<Money> {
@@ -174,6 +176,25 @@ impl Books {
             config,
             store,
             metrics,
+            kills: None,
+        }
+    }
+
+    /// These books, refusing models the kill switch stops.
+    pub fn with_kills(mut self, kills: Arc<crate::kill::KillSwitch>) -> Books {
+        self.kills = Some(kills);
+        self
+    }
+
+    /// The same limiter state, store and kill switch under new prices and limits (a reload).
+    pub fn reconfigured(&self, pricing: Pricing, config: LimitsConfig) -> Books {
+        Books {
+            limiter: self.limiter.clone(),
+            pricing,
+            config,
+            store: self.store.clone(),
+            metrics: self.metrics.clone(),
+            kills: self.kills.clone(),
         }
     }
 
@@ -231,6 +252,13 @@ impl Books {
                 .unwrap_or_else(|| principal.user.clone()),
             team: principal.team.clone(),
         };
+        if let Some(refusal) = self
+            .kills
+            .as_ref()
+            .and_then(|k| k.current().model(claim.model))
+        {
+            return Err(refusal.into());
+        }
         let Some(_) = self.pricing.price(claim.model) else {
             return Err(ApiError::policy(
                 "model_not_priced",

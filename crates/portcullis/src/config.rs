@@ -54,6 +54,7 @@ pub struct Config {
     pub canary: Section<portcullis_injection::CanaryConfig>,
     pub moderation: Section<portcullis_moderation::ModerationConfig>,
     pub alerts: crate::anomaly::AlertsConfig,
+    pub admin: crate::admin::AdminConfig,
     /// Where the config came from, for messages (`<defaults>` when no file).
     #[serde(skip)]
     pub source: String,

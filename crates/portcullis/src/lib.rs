@@ -17,7 +17,10 @@
 //!   judged as it was), [`traffic`] (the policy measured
 //!   on labelled prompts), [`mock`] (the built-in model),
 //!   [`cli`] (every command other than the request path).
+//! - Incidents: [`kill`] (the kill switch and its news between replicas), [`reload`] (live
+//!   reload of the config), [`admin`] (their HTTP API, behind an admin token).
 
+pub mod admin;
 pub mod anomaly;
 pub mod app;
 pub mod audit;
@@ -28,10 +31,12 @@ pub mod config;
 pub mod explain;
 pub mod guards;
 pub mod http;
+pub mod kill;
 pub mod lifecycle;
 pub mod metrics;
 pub mod mock;
 pub mod redteam;
+pub mod reload;
 pub mod routes;
 pub mod scan;
 pub mod server;

@@ -134,6 +134,9 @@ async fn enter(app: &Arc<App>, mut ex: Exchange, req: &mut Request) -> Result<Sl
             )));
         }
     }
+    if let Some(locked) = app.kills.current().lockdown() {
+        return Err(ex.refuse(locked));
+    }
     let max = app.config.server.max_body_bytes;
     let declared = req
         .headers()
@@ -158,6 +161,9 @@ async fn enter(app: &Arc<App>, mut ex: Exchange, req: &mut Request) -> Result<Sl
     match app.authenticate(req.headers()).await {
         Ok(caller) => {
             ex.caller(&caller);
+            if let Some(killed) = app.kills.current().caller(&caller) {
+                return Err(ex.refuse(killed));
+            }
             Ok(Slot::new(ex))
         }
         Err(e) if ex.trail.route == "unknown" => {

@@ -62,6 +62,74 @@ pub async fn keys_suite(store: &Store) {
     let rec = store.authenticate(&svc.secret).await.unwrap().unwrap();
     assert!(rec.service);
     assert_eq!(rec.limits["rpm"], 5);
+    rotation_and_expiry(store).await;
+    kills(store).await;
+}
+
+/// A rotated key answers to its new secret at once and to the old one only during the grace
+/// period; an expiry date is stored and reported, not enforced by the store.
+async fn rotation_and_expiry(store: &Store) {
+    let k = store
+        .create_key(NewKey {
+            user: "dave".into(),
+            expires_ms: Some(now_ms() + 3_600_000),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let rec = store.authenticate(&k.secret).await.unwrap().unwrap();
+    assert!(rec.expires_ms.is_some() && !rec.expired_at(now_ms()));
+    assert!(rec.expired_at(now_ms() + 3_600_001));
+    let new = store.rotate_key(&k.id, 60_000).await.unwrap();
+    assert_eq!(new.id, k.id);
+    assert_ne!(new.secret, k.secret);
+    let fresh = store.authenticate(&new.secret).await.unwrap().unwrap();
+    assert!(!fresh.previous_secret && !fresh.expired_at(now_ms()));
+    let old = store.authenticate(&k.secret).await.unwrap().unwrap();
+    assert!(old.previous_secret && !old.expired_at(now_ms()));
+    assert!(
+        old.expired_at(now_ms() + 61_000),
+        "the old secret ends with its grace period"
+    );
+    // Rotating again with no grace: the secret before stops at once.
+    let newer = store.rotate_key(&k.id, 0).await.unwrap();
+    let before = store.authenticate(&new.secret).await.unwrap().unwrap();
+    assert!(before.expired_at(now_ms()));
+    assert!(
+        store.authenticate(&k.secret).await.unwrap().is_none(),
+        "only one previous secret is kept"
+    );
+    assert!(store.authenticate(&newer.secret).await.unwrap().is_some());
+    store.revoke_key(&k.id).await.unwrap();
+    assert!(store.rotate_key(&k.id, 0).await.is_err());
+    assert!(matches!(
+        store.rotate_key("key_missing", 0).await,
+        Err(StoreError::NoSuchKey(_))
+    ));
+}
+
+/// Kills are stored, replaced, listed and lifted.
+async fn kills(store: &Store) {
+    assert!(store.kills().await.unwrap().is_empty());
+    store
+        .kill(KillScope::User, "mallory", "abuse")
+        .await
+        .unwrap();
+    store
+        .kill(KillScope::User, "mallory", "abuse, again")
+        .await
+        .unwrap();
+    store.kill(KillScope::All, "*", "incident 7").await.unwrap();
+    let all = store.kills().await.unwrap();
+    assert_eq!(all.len(), 2);
+    assert_eq!(
+        (all[0].scope, all[0].target.as_str()),
+        (KillScope::All, "*")
+    );
+    assert_eq!(all[1].reason, "abuse, again");
+    assert!(store.unkill(KillScope::User, "mallory").await.unwrap());
+    assert!(!store.unkill(KillScope::User, "mallory").await.unwrap());
+    assert_eq!(store.kills().await.unwrap().len(), 1);
 }
 
 /// A clock for the key cache that the test moves by hand.

@@ -75,7 +75,21 @@ pub async fn create_v1(conn: &mut sqlx::AnyConnection) {
     )
     .await
     .unwrap();
+    use sha2::Digest;
+    let hash = hex_of(&sha2::Sha256::digest(LEGACY_SECRET.as_bytes()));
+    conn.execute(
+        format!(
+            "INSERT INTO keys (id, hash, prefix, user_name, created_ms) \
+             VALUES ('key_legacy', '{hash}', 'pk-legacy0', 'old', 5)"
+        )
+        .as_str(),
+    )
+    .await
+    .unwrap();
 }
+
+/// The secret of the key the first release's tables hold.
+const LEGACY_SECRET: &str = "pk-legacy000000000000000000000000000000000000000000";
 
 /// Opens `url`, whose tables [`create_v1`] made, and checks old and new rows.
 pub async fn migration_suite(url: &str) {
@@ -130,8 +144,25 @@ pub async fn migration_suite(url: &str) {
         (row("old").estimated_requests, row("new").estimated_requests),
         (0, 1)
     );
+    // A key made by the first release still works, never expires, and can be rotated.
+    let legacy = store.authenticate(LEGACY_SECRET).await.unwrap().unwrap();
+    assert_eq!(
+        (legacy.id.as_str(), legacy.expires_ms),
+        ("key_legacy", None)
+    );
+    let rotated = store.rotate_key("key_legacy", 60_000).await.unwrap();
+    assert!(store.authenticate(&rotated.secret).await.unwrap().is_some());
+    assert!(
+        store
+            .authenticate(LEGACY_SECRET)
+            .await
+            .unwrap()
+            .unwrap()
+            .previous_secret
+    );
     // Tables added since the first release are there too.
     responses_suite(&store).await;
+    assert!(store.kills().await.unwrap().is_empty());
     store.close().await;
     // Opening again — twice at once, as two replicas starting together — changes nothing.
     let (a, b) = tokio::join!(open(url), open(url));

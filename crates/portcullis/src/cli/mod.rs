@@ -2,6 +2,7 @@
 
 mod audit;
 mod keys;
+mod kill;
 mod lab;
 mod redteam;
 mod spend;
@@ -82,6 +83,10 @@ enum Command {
     },
     /// Run attack and benign suites through a policy; fail under the release thresholds.
     Redteam(redteam::RedteamArgs),
+    /// Stop a key, user, team or model (403), or lock the whole gateway down (`all`: 503).
+    Kill(kill::KillArgs),
+    /// Lift a kill.
+    Unkill(kill::UnkillArgs),
     /// Train a detector's model from labelled data and write its weights.
     Train {
         /// `pii`, `injection` or `moderation`.
@@ -181,6 +186,8 @@ pub async fn run(cli: Cli) -> Result<(), BoxError> {
             out,
         } => lab::train(&detector, &data, out),
         Command::Redteam(a) => redteam::run(a).await,
+        Command::Kill(a) => kill::kill(a).await,
+        Command::Unkill(a) => kill::unkill(a).await,
     }
 }
 
@@ -195,19 +202,16 @@ pub fn load(path: Option<&PathBuf>, store: Option<String>) -> Result<Config, Box
 async fn serve(a: ServeArgs) -> Result<(), BoxError> {
     portcullis_core::context::init_random()
         .map_err(|e| format!("the OS random source failed ({e}); refusing to start"))?;
-    let mut config = load(a.config.as_ref(), a.store)?;
-    if let Some(l) = a.listen {
-        config.server.listen = l;
-    }
-    if let Some(u) = a.upstream {
-        config.upstream.base_url = u;
-    }
-    if let Some(l) = a.limits {
-        config.limits.url = l;
-    }
-    if a.mock_upstream {
-        config.upstream.mock = true;
-    }
+    let overrides = crate::reload::Overrides {
+        store: a.store,
+        listen: a.listen,
+        upstream: a.upstream,
+        limits: a.limits,
+        mock_upstream: a.mock_upstream,
+    };
+    let mut config = load(a.config.as_ref(), None)?;
+    overrides.apply(&mut config);
+    let admin_token = crate::admin::token(&config.admin)?;
     let upstream_url = if config.upstream.mock {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let url = format!("http://{}/v1", l.local_addr()?);
@@ -228,7 +232,20 @@ async fn serve(a: ServeArgs) -> Result<(), BoxError> {
     let addr = listener.local_addr()?;
     tracing::info!(%addr, upstream = %upstream_url, "portcullis listening");
     eprintln!("portcullis listening on http://{addr}/v1 (upstream {upstream_url})");
-    let router = crate::server::router(app.clone());
+    let refresh = if app.kills.news().is_some() {
+        app.config.admin.kill_refresh_s
+    } else {
+        1
+    };
+    crate::kill::news::spawn(app.kills.clone(), std::time::Duration::from_secs(refresh));
+    let reloader = Arc::new(crate::reload::Reloader::new(
+        app.clone(),
+        a.config.clone(),
+        overrides,
+    ));
+    spawn_reload_on_hangup(reloader.clone());
+    let admin = crate::admin::Admin::new(admin_token, app.kills.clone(), reloader.clone());
+    let router = crate::admin::router(Arc::new(admin)).fallback_service(reloader.service());
     let header_timeout = std::time::Duration::from_secs(app.config.server.header_timeout_s.max(1));
     let drain = std::time::Duration::from_secs(app.config.upstream.timeout_s.min(30));
     crate::server::serve(listener, router, shutdown(), header_timeout, drain).await?;
@@ -243,6 +260,28 @@ async fn serve(a: ServeArgs) -> Result<(), BoxError> {
     }
     app.audit.close().await;
     Ok(())
+}
+
+/// Reloads the config on every SIGHUP; a refused file is logged and the old policy stays.
+fn spawn_reload_on_hangup(reloader: Arc<crate::reload::Reloader>) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hup = match signal(SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGHUP; reload with POST /admin/reload");
+                return;
+            }
+        };
+        while hup.recv().await.is_some() {
+            if let Err(e) = reloader.reload().await {
+                tracing::error!(error = %e, "config reload refused; the old policy keeps serving");
+            }
+        }
+    });
+    #[cfg(not(unix))]
+    let _ = reloader;
 }
 
 async fn shutdown() {

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod fault_proxy;
+pub mod node;
 
 use std::io::Write;
 use std::net::TcpListener;
