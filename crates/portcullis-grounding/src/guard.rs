@@ -92,7 +92,7 @@ impl Guard for GroundingGuard {
             .iter()
             .filter(|m| m.role == Role::User && !m.document)
         {
-            docs.add(&ctx.vault.restore(&m.joined_text()));
+            docs.add_question(&ctx.vault.restore(&m.joined_text()));
         }
         let mut findings = Vec::new();
         let mut listed = Vec::new();

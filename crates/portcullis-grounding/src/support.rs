@@ -14,11 +14,13 @@ pub struct Documents {
     words: HashSet<String>,
     pairs: HashSet<String>,
     folded: String,
+    /// Words and pairs of the question: they back an answer's wording, never its facts.
+    asked_words: HashSet<String>,
+    asked_pairs: HashSet<String>,
 }
 
 impl Documents {
-    /// Indexes `docs`. Text the user wrote (the question) may be added too: an answer may
-    /// repeat what it was asked.
+    /// Indexes `docs`.
     pub fn new<S: AsRef<str>>(docs: &[S]) -> Self {
         let mut d = Documents::default();
         for doc in docs {
@@ -38,6 +40,26 @@ impl Documents {
         }
         self.folded.push_str(&fold(text));
         self.folded.push('\n');
+    }
+
+    /// Adds what the user asked: an answer may reuse its words, but a number, name, quote or
+    /// URL the question brings is a premise, not evidence — it still has to be in a document.
+    pub fn add_question(&mut self, text: &str) {
+        let ws = words(text);
+        for w in content(&ws) {
+            self.asked_words.insert(w.key.clone());
+        }
+        for pair in content(&ws).windows(2) {
+            self.asked_pairs.insert(pair_key(pair[0], pair[1]));
+        }
+    }
+
+    fn has_word(&self, key: &str) -> bool {
+        self.words.contains(key) || self.asked_words.contains(key)
+    }
+
+    fn has_pair(&self, key: &str) -> bool {
+        self.pairs.contains(key) || self.asked_pairs.contains(key)
     }
 
     /// Whether there is nothing to stand on.
@@ -132,10 +154,10 @@ fn score_claim(text: &str, span: Range<usize>, docs: &Documents) -> ClaimSupport
     }
     let key_items = share(items - absent, items);
     let cw = content(&ws);
-    let found = cw.iter().filter(|w| docs.words.contains(&w.key)).count();
+    let found = cw.iter().filter(|w| docs.has_word(&w.key)).count();
     let words_share = share(found, cw.len());
     let pairs: Vec<String> = cw.windows(2).map(|p| pair_key(p[0], p[1])).collect();
-    let pairs_found = pairs.iter().filter(|p| docs.pairs.contains(*p)).count();
+    let pairs_found = pairs.iter().filter(|p| docs.has_pair(p)).count();
     let pairs_share = if pairs.is_empty() {
         words_share
     } else {
@@ -290,5 +312,16 @@ mod tests {
         let far = check("Barker loves penguins and jazz festivals.", &docs());
         assert!(near.support > far.support, "{near:?} {far:?}");
         assert_eq!(check("", &docs()).support, 1.0);
+    }
+
+    #[test]
+    fn a_question_backs_wording_but_not_facts() {
+        let mut d = docs();
+        let answer = "Barker adored penguins in Paris.";
+        let before = check(answer, &d);
+        d.add_question("Did Barker adore penguins in Paris?");
+        let after = check(answer, &d);
+        assert!(after.claims[0].words > before.claims[0].words);
+        assert_eq!(after.claims[0].missing, ["Paris"]);
     }
 }

@@ -39,7 +39,7 @@ pub fn evaluate(records: &[Record]) -> Evaluation {
         .map(|r| {
             let mut docs = Documents::new(&r.context);
             if let Some(q) = &r.question {
-                docs.add(q);
+                docs.add_question(q);
             }
             let report = check(&r.response, &docs);
             let spans = report
