@@ -57,7 +57,7 @@ pub fn evaluate(records: &[Record]) -> Evaluation {
     let ms = started.elapsed().as_secs_f64() * 1e3 / records.len().max(1) as f64;
     let pairs: Vec<(bool, bool)> = scored.iter().map(|s| (s.predicted, s.gold)).collect();
     let (p, r, f) = prf(&pairs);
-    let mut summary = json!({
+    let summary = json!({
         "precision": round(p),
         "recall": round(r),
         "f1": round(f),
@@ -66,9 +66,6 @@ pub fn evaluate(records: &[Record]) -> Evaluation {
         "n": records.len(),
         "ms_per_answer": (ms * 1e4).round() / 1e4,
     });
-    if let Some(obj) = summary.as_object_mut() {
-        obj.retain(|_, _| true);
-    }
     let predictions = records
         .iter()
         .zip(&scored)
@@ -188,4 +185,71 @@ fn per_set(records: &[Record], scored: &[Scored]) -> Vec<Value> {
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(
+        index: usize,
+        response: &str,
+        hallucinated: bool,
+        spans: Option<Vec<Range<usize>>>,
+    ) -> Record {
+        Record {
+            file: "t/data.jsonl".into(),
+            index,
+            context: vec!["Bob Barker hosted the show until he retired in 2007.".into()],
+            question: Some("When did Barker retire?".into()),
+            response: response.into(),
+            hallucinated,
+            spans,
+        }
+    }
+
+    #[test]
+    fn the_contract_keys_predictions_in_order_and_span_f1() {
+        let bad = "He retired in 2009.";
+        let records = [
+            rec(0, "He retired in 2007.", false, Some(vec![])),
+            rec(3, bad, true, Some(vec![14..18])),
+            rec(5, "Barker hosted the show.", false, None),
+        ];
+        let e = evaluate(&records);
+        let keys: Vec<&String> = e.summary.as_object().unwrap().keys().collect();
+        assert_eq!(
+            keys,
+            [
+                "balanced_accuracy",
+                "f1",
+                "ms_per_answer",
+                "n",
+                "precision",
+                "recall",
+                "span_f1"
+            ]
+        );
+        assert_eq!(e.summary["balanced_accuracy"], 1.0);
+        assert_eq!(e.summary["n"], 3);
+        // The whole claim is marked, the gold span is the number: 4 of 19 bytes.
+        let f1 = e.summary["span_f1"].as_f64().unwrap();
+        assert!((f1 - 2.0 * 4.0 / (19.0 + 4.0)).abs() < 1e-3, "{f1}");
+        let idx: Vec<_> = e.predictions.iter().map(|p| p["index"].clone()).collect();
+        assert_eq!(idx, [0, 3, 5]);
+        assert_eq!(e.predictions[1]["predicted"], true);
+        assert_eq!(e.per_set[0]["set"], "t");
+        assert!(
+            e.per_set[0]["length_bands"]
+                .as_array()
+                .is_some_and(|b| !b.is_empty())
+        );
+    }
+
+    #[test]
+    fn span_f1_is_null_without_spans_and_ba_needs_both_classes() {
+        let e = evaluate(&[rec(0, "He retired in 2007.", false, None)]);
+        assert!(e.summary["span_f1"].is_null());
+        assert!(e.summary["balanced_accuracy"].is_null());
+    }
 }
