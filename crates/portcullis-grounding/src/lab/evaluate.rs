@@ -111,13 +111,15 @@ fn balanced_accuracy(pairs: &[(bool, bool)]) -> Option<f64> {
 }
 
 /// Byte-level F1 of the unsupported claims' spans against the annotated spans, over the
-/// records whose set has spans; `None` when none has.
+/// records that carry span annotations; `None` when no record has an annotated span (sets that
+/// label whole responses give grounded answers `[]` and hallucinated ones `null`: nothing to
+/// match there).
 fn span_f1(records: &[Record], scored: &[Scored]) -> Option<f64> {
     let (mut tp, mut fp, mut fn_) = (0usize, 0usize, 0usize);
     let mut any = false;
     for (r, s) in records.iter().zip(scored) {
         let Some(gold) = &r.spans else { continue };
-        any = true;
+        any |= !gold.is_empty();
         let mark = |ranges: &[Range<usize>]| {
             let mut m = vec![false; r.response.len()];
             for g in ranges {
@@ -248,7 +250,10 @@ mod tests {
 
     #[test]
     fn span_f1_is_null_without_spans_and_ba_needs_both_classes() {
-        let e = evaluate(&[rec(0, "He retired in 2007.", false, None)]);
+        let e = evaluate(&[
+            rec(0, "He retired in 2007.", false, None),
+            rec(1, "He retired in 2007.", false, Some(vec![])),
+        ]);
         assert!(e.summary["span_f1"].is_null());
         assert!(e.summary["balanced_accuracy"].is_null());
     }
