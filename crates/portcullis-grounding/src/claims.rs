@@ -26,9 +26,7 @@ pub fn split_claims(answer: &str) -> Vec<Claim<'_>> {
     let mut i = 0;
     while i < bytes.len() {
         let b = bytes[i];
-        if b == b'\n' {
-            cuts.push(i + 1);
-        } else if matches!(b, b'.' | b'!' | b'?') && ends_sentence(answer, i) {
+        if b == b'\n' || (matches!(b, b'.' | b'!' | b'?') && ends_sentence(answer, i)) {
             cuts.push(i + 1);
         }
         i += 1;

@@ -215,7 +215,7 @@ mod tests {
         let bad = "He retired in 2009.";
         let records = [
             rec(0, "He retired in 2007.", false, Some(vec![])),
-            rec(3, bad, true, Some(vec![14..18])),
+            rec(3, bad, true, Some(std::iter::once(14..18).collect())),
             rec(5, "Barker hosted the show.", false, None),
         ];
         let e = evaluate(&records);
