@@ -40,6 +40,10 @@ pub struct ChatRequest {
     /// Everything else, forwarded as the client sent it.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+    /// Retrieved documents as the client sent them (the `portcullis` extension), before any
+    /// guard edited their messages: what the groundedness check compares answers with.
+    #[serde(skip)]
+    pub documents: Vec<String>,
 }
 
 impl ChatRequest {
@@ -149,6 +153,9 @@ pub struct Message {
     pub tool_call_id: Option<String>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+    /// The gateway put a retrieved document here (never sent; guards see a document source).
+    #[serde(skip)]
+    pub document: bool,
 }
 
 impl Message {
@@ -161,6 +168,7 @@ impl Message {
             tool_calls: None,
             tool_call_id: None,
             extra: Map::new(),
+            document: false,
         }
     }
 

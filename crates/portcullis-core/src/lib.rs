@@ -10,6 +10,7 @@
 //! - [`segment`]: every piece of text in a request or answer, with where it lives.
 //! - [`guard`]: the [`Guard`] trait, [`Verdict`], [`Edit`].
 //! - [`pipeline`]: [`Pipeline`] and [`Stage`]: order, mode, failure policy, applying edits.
+//! - [`documents`]: retrieved documents a request carries (the `portcullis` extension).
 //! - [`context`]: the per-request [`Context`]: principal, nonce, pseudonym vault, trace.
 //! - [`stream`]: windows over a streamed answer, so output guards can act before text is sent.
 //! - [`text`]: normalisation shared by detectors. [`tokens`]: real token counts.
@@ -19,6 +20,7 @@
 
 pub mod chat;
 pub mod context;
+pub mod documents;
 pub mod error;
 pub mod finding;
 pub mod guard;

@@ -86,7 +86,11 @@ impl Segment {
 pub(crate) fn request_segments(req: &ChatRequest) -> Vec<Segment> {
     let mut out = Vec::with_capacity(req.messages.len());
     for (i, m) in req.messages.iter().enumerate() {
-        let source = Source::of_role(&m.role);
+        let source = if m.document {
+            Source::Document
+        } else {
+            Source::of_role(&m.role)
+        };
         match &m.content {
             Some(Content::Text(t)) => out.push(Segment {
                 location: Location::Content { message: i },

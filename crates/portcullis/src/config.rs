@@ -53,6 +53,7 @@ pub struct Config {
     pub spotlight: Section<portcullis_injection::SpotlightConfig>,
     pub canary: Section<portcullis_injection::CanaryConfig>,
     pub moderation: Section<portcullis_moderation::ModerationConfig>,
+    pub grounding: Section<portcullis_grounding::GroundingConfig>,
     pub alerts: crate::anomaly::AlertsConfig,
     pub admin: crate::admin::AdminConfig,
     /// Where the config came from, for messages (`<defaults>` when no file).
@@ -279,7 +280,7 @@ pub const INPUT_GUARDS: [&str; 8] = [
     "canary",
 ];
 /// Guards that can judge answers.
-pub const OUTPUT_GUARDS: [&str; 3] = ["moderation", "pii", "canary"];
+pub const OUTPUT_GUARDS: [&str; 4] = ["moderation", "pii", "canary", "grounding"];
 
 impl Default for PipelineConfig {
     fn default() -> Self {

@@ -128,6 +128,11 @@ fn output_stages(config: &Config, upstream: &Upstream) -> Result<Vec<Stage>, Bui
                     &config.canary.config,
                 )),
             )),
+            "grounding" => {
+                let g = portcullis_grounding::GroundingGuard::new(&config.grounding.config)
+                    .map_err(|e| guard_error("grounding", e))?;
+                Some(stage(&config.grounding, Arc::new(g)))
+            }
             _ => None,
         };
         output.extend(s);

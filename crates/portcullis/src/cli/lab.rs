@@ -21,6 +21,21 @@ pub fn eval(detector: &str, data: &[PathBuf]) -> Result<(), BoxError> {
     Ok(())
 }
 
+/// Scores the groundedness check on RAG sets: one JSON line per set (with its figures within
+/// quartiles of answer length), then the contract's summary as the last line.
+#[cfg(feature = "lab")]
+pub fn eval_grounding(
+    data: &[PathBuf],
+    predictions: Option<&std::path::Path>,
+) -> Result<(), BoxError> {
+    let e = portcullis_grounding::lab::eval(data, predictions)?;
+    for set in &e.per_set {
+        println!("{set}");
+    }
+    println!("{}", e.summary);
+    Ok(())
+}
+
 /// Retrains a detector's committed weights from labelled data.
 #[cfg(feature = "lab")]
 pub fn train(detector: &str, data: &[PathBuf], out: Option<PathBuf>) -> Result<(), BoxError> {
@@ -49,6 +64,15 @@ pub fn train(detector: &str, data: &[PathBuf], out: Option<PathBuf>) -> Result<(
 #[cfg(not(feature = "lab"))]
 pub fn eval(detector: &str, _data: &[PathBuf]) -> Result<(), BoxError> {
     Err(without_lab("eval", detector))
+}
+
+/// Without the `lab` feature the commands say how to get them.
+#[cfg(not(feature = "lab"))]
+pub fn eval_grounding(
+    _data: &[PathBuf],
+    _predictions: Option<&std::path::Path>,
+) -> Result<(), BoxError> {
+    Err(without_lab("eval", "grounding"))
 }
 
 /// Without the `lab` feature the commands say how to get them.

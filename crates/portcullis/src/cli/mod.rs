@@ -70,7 +70,8 @@ enum Command {
     /// Score a detector on labelled data; prints metrics as one JSON line, last.
     Eval {
         /// `pii`, `injection` or `moderation` (a detector on its own), or `traffic` (the whole
-        /// configured input policy, as the gateway applies it to user messages).
+        /// configured input policy, as the gateway applies it to user messages), or
+        /// `grounding` (answers against their documents, the RAG sets).
         detector: String,
         #[arg(long, num_args = 1.., required = true)]
         data: Vec<PathBuf>,
@@ -80,6 +81,9 @@ enum Command {
         /// `traffic`: also write one JSON line per row (file, index, verdict, guards, kinds).
         #[arg(long)]
         rows: Option<PathBuf>,
+        /// `grounding`: also write one JSON line per record (file, index, score, predicted).
+        #[arg(long)]
+        predictions: Option<PathBuf>,
     },
     /// Run attack and benign suites through a policy; fail under the release thresholds.
     Redteam(redteam::RedteamArgs),
@@ -170,12 +174,15 @@ pub async fn run(cli: Cli) -> Result<(), BoxError> {
             data,
             config,
             rows,
+            predictions,
         } => {
             if detector == "traffic" {
                 let pipeline = pipeline_from(&load(config.as_ref(), None)?)?;
                 let report = crate::traffic::evaluate(&pipeline, &data, rows.as_deref()).await?;
                 println!("{report}");
                 Ok(())
+            } else if detector == "grounding" {
+                lab::eval_grounding(&data, predictions.as_deref())
             } else {
                 lab::eval(&detector, &data)
             }

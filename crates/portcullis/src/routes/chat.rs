@@ -167,8 +167,27 @@ async fn answer(mut ex: Exchange, mut req: ChatRequest, tx: oneshot::Sender<Resp
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
+    if let Some(v) = grounding_header(&ex.ctx) {
+        r.headers_mut().insert(GROUNDING_HEADER, v);
+    }
     let r = r.with_headers(ex.rate_headers());
     finish_delivery(ex, tx, r, 200);
+}
+
+/// The header that carries an answer's groundedness (`0.42; unsupported=2`).
+pub const GROUNDING_HEADER: &str = "x-portcullis-grounding";
+
+/// The grounding guard's score of this answer as a header value, when it scored one.
+fn grounding_header(ctx: &portcullis_core::Context) -> Option<HeaderValue> {
+    use portcullis_grounding::guard::{CLAIM_KIND, SCORE_KIND};
+    let record = ctx.trace.iter().rev().find(|r| r.guard == "grounding")?;
+    let score = record.findings.iter().find(|f| f.kind == SCORE_KIND)?;
+    let unsupported = record
+        .findings
+        .iter()
+        .filter(|f| f.kind == CLAIM_KIND)
+        .count();
+    HeaderValue::from_str(&format!("{:.2}; unsupported={unsupported}", score.score)).ok()
 }
 
 /// Sends the response; the exchange already ended.
@@ -251,7 +270,7 @@ fn estimate_answer(req: &ChatRequest, answer: &Value) -> Usage {
 /// Parses and bounds a chat request; errors name the field at fault.
 fn parse_chat(bytes: &[u8]) -> Result<ChatRequest, ApiError> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
-    let req: ChatRequest = serde_path_to_error::deserialize(de).map_err(|e| {
+    let mut req: ChatRequest = serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         if inner.is_syntax() || inner.is_eof() {
@@ -282,6 +301,10 @@ fn parse_chat(bytes: &[u8]) -> Result<ChatRequest, ApiError> {
                 .with_param("n"),
         );
     }
+    // Retrieved documents (`portcullis: {documents}`) become document messages; the
+    // extension itself never reaches the provider.
+    let docs = req.take_documents()?;
+    req.attach_documents(docs);
     Ok(req)
 }
 
@@ -309,6 +332,20 @@ mod tests {
         let e = parse_chat(br#"{"model":"m","messages":[{"role":"user","content":"x"}],"n":0}"#)
             .unwrap_err();
         assert_eq!(e.param.as_deref(), Some("n"));
+        let e = parse_chat(
+            br#"{"model":"m","messages":[{"role":"user","content":"x"}],"portcullis":{"documents":[1]}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(
+            (e.status, e.param.as_deref()),
+            (400, Some("portcullis.documents[0]"))
+        );
+        let r = parse_chat(
+            br#"{"model":"m","messages":[{"role":"user","content":"x"}],"portcullis":{"documents":["d"]}}"#,
+        )
+        .unwrap();
+        assert_eq!(r.documents, ["d"]);
+        assert!(r.messages[0].document && !r.extra.contains_key("portcullis"));
     }
 
     #[test]

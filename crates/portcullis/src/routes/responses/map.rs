@@ -246,6 +246,7 @@ pub fn map(raw: &Map<String, Value>) -> Result<Mapped, ApiError> {
                                 .and_then(Value::as_str)
                                 .map(str::to_owned),
                             extra: Map::new(),
+                            document: false,
                         }
                     }
                     _ => {
@@ -275,6 +276,7 @@ pub fn map(raw: &Map<String, Value>) -> Result<Mapped, ApiError> {
                             tool_calls: Some(vec![call]),
                             tool_call_id: None,
                             extra: Map::new(),
+                            document: false,
                         }
                     }
                 };
