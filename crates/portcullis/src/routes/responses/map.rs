@@ -159,6 +159,16 @@ pub fn map(raw: &Map<String, Value>) -> Result<Mapped, ApiError> {
             "'messages' is not a Responses API parameter; send the conversation in 'input'.",
         ));
     }
+    // The documents extension is read on chat completions only; forwarded, the provider
+    // would refuse the unknown field, and the documents would go unjudged.
+    if raw.contains_key(portcullis_core::documents::EXTENSION) {
+        return Err(bad(
+            portcullis_core::documents::EXTENSION,
+            "The 'portcullis' documents extension is supported on /v1/chat/completions; on the \
+             Responses API send retrieved documents as input items (a function_call_output is \
+             judged as a tool result).",
+        ));
+    }
     let mut chat = Map::new();
     for (k, v) in raw {
         match k.as_str() {

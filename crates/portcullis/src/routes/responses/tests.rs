@@ -158,6 +158,11 @@ fn malformed_bodies_are_refused_naming_the_field() {
         Some("messages"),
         "a chat body would pass upstream unjudged"
     );
+    assert_eq!(
+        param(json!({"model": "m", "input": "q", "portcullis": {"documents": ["d"]}})).as_deref(),
+        Some("portcullis"),
+        "the documents extension is not forwarded unread"
+    );
 }
 
 #[tokio::test]
