@@ -223,7 +223,10 @@ fn two_replicas_sharing_redis_and_postgres_admit_exactly_k() {
         .find(|r| r["group"] == "load")
         .unwrap();
     // Every admitted request is booked once; a 503 (Redis missed its timeout) spent nothing.
-    assert_eq!(load["requests"], ok as u64, "ledger rows != admitted requests");
+    assert_eq!(
+        load["requests"], ok as u64,
+        "ledger rows != admitted requests"
+    );
     let audit = Command::new(BIN)
         .args([
             "audit", "query", "--json", "--limit", "1000", "--user", "load", "--config",
