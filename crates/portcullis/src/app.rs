@@ -29,6 +29,8 @@ pub struct App {
     pub failed_auths: crate::auth::FailedAuths,
     /// Bounds the guard work running on the blocking pool at once.
     pub heavy: Arc<tokio::sync::Semaphore>,
+    /// The JSON Schemas answers must match (`[output.schema]`), compiled.
+    pub schemas: crate::structured::Schemas,
 }
 
 /// Why the gateway could not start.
@@ -69,6 +71,7 @@ impl App {
                 ..Default::default()
             },
         );
+        let schemas = crate::structured::Schemas::load(&config.output.schema, &config.source)?;
         let pipeline = crate::guards::build(&config, &upstream)?;
         let text_pipeline = Arc::new(crate::guards::build_text(&config, &upstream)?);
         tokio::task::spawn_blocking(crate::guards::warm_up)
@@ -107,6 +110,7 @@ impl App {
             in_flight,
             failed_auths,
             heavy: Arc::new(tokio::sync::Semaphore::new(cores)),
+            schemas,
             config,
             pipeline: Arc::new(pipeline),
             text_pipeline,

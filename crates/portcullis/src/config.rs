@@ -54,6 +54,7 @@ pub struct Config {
     pub canary: Section<portcullis_injection::CanaryConfig>,
     pub moderation: Section<portcullis_moderation::ModerationConfig>,
     pub alerts: crate::anomaly::AlertsConfig,
+    pub output: OutputConfig,
     /// Where the config came from, for messages (`<defaults>` when no file).
     #[serde(skip)]
     pub source: String,
@@ -278,7 +279,20 @@ pub const INPUT_GUARDS: [&str; 8] = [
     "canary",
 ];
 /// Guards that can judge answers.
-pub const OUTPUT_GUARDS: [&str; 3] = ["moderation", "pii", "canary"];
+pub const OUTPUT_GUARDS: [&str; 5] = ["moderation", "pii", "canary", "links", "system_prompt"];
+
+/// `[output]`: what answers must be — the JSON Schema they must match — and the leak guards
+/// that are about answers only (`links`, `system_prompt` in `[pipeline] output`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutputConfig {
+    /// `[output.schema]`: structured output, with re-asks.
+    pub schema: crate::structured::SchemaConfig,
+    /// `[output.links]`: links and images to hosts outside an allow-list.
+    pub links: Section<portcullis_guards::LinksConfig>,
+    /// `[output.system_prompt]`: long verbatim runs of the system prompt in answers.
+    pub system_prompt: Section<portcullis_injection::LeakConfig>,
+}
 
 impl Default for PipelineConfig {
     fn default() -> Self {
@@ -442,6 +456,18 @@ impl Config {
         }
         if let Err(e) = portcullis_guards::ParamsGuard::new(&self.params.config) {
             return Err(ConfigError::invalid(&src, "params", e.0));
+        }
+        if let Err(e) = portcullis_guards::LinksGuard::new(&self.output.links.config) {
+            return Err(ConfigError::invalid(&src, "output.links.allow", e.0));
+        }
+        // Schema files are read and compiled now, so `portcullis check` reports a bad one.
+        crate::structured::Schemas::load(&self.output.schema, &src)?;
+        if self.output.system_prompt.config.min_words == 0 {
+            return Err(ConfigError::invalid(
+                &src,
+                "output.system_prompt.min_words",
+                "must be at least 1",
+            ));
         }
         Ok(())
     }
