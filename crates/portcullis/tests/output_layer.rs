@@ -345,3 +345,20 @@ fn the_system_prompt_echoed_verbatim_is_caught_whole_and_streamed() {
     );
     assert_eq!(ok.status(), 200);
 }
+
+#[test]
+fn the_budget_hold_covers_the_reasks_a_schema_may_need() {
+    let gw = Gateway::start(None, Some(SCHEMA_CONFIG));
+    // gpt-4o-mini output is $0.60 per million tokens: 1000 output tokens hold $0.0006, which
+    // fits a $0.001 budget; with one re-ask the hold is two calls' worth and does not.
+    let key = gw.create_key(&["--user", "bob", "--budget-daily", "0.001"]);
+    let mut plain = Gateway::chat_body("gpt-4o-mini", "hello");
+    plain["max_tokens"] = json!(1000);
+    assert_eq!(gw.post("/v1/chat/completions", &key, &plain).status(), 200);
+    let mut structured = person_request("gpt-4o-mini");
+    structured["max_tokens"] = json!(1000);
+    let r = gw.post("/v1/chat/completions", &key, &structured);
+    assert_eq!(r.status(), 429);
+    let v: Value = r.json().unwrap();
+    assert_eq!(v["error"]["code"], "insufficient_quota", "{v}");
+}
