@@ -32,6 +32,7 @@ pub struct LinksConfig {
     /// Hosts links may point to: `example.com` is that host only, `*.corp.internal` any
     /// host below it. Empty: no absolute link is allowed.
     pub allow: Vec<String>,
+    /// `redact` (default) or `block`.
     pub action: LinkAction,
 }
 

@@ -33,6 +33,7 @@ pub struct LeakConfig {
     pub enabled: bool,
     /// Consecutive words shared with the system prompt that make a leak.
     pub min_words: usize,
+    /// `block` (default) or `redact`.
     pub action: LeakAction,
 }
 
