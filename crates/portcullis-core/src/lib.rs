@@ -39,4 +39,4 @@ pub use finding::Finding;
 pub use guard::{Action, Edit, Guard, GuardError, Input, Output, Verdict, Window};
 pub use pipeline::{FailureMode, Mode, Pipeline, Stage};
 pub use segment::{Location, Segment, Source};
-pub use stream::{Holdback, StreamScanner};
+pub use stream::{Holdback, StreamScanner, open_link};

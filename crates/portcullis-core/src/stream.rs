@@ -53,6 +53,41 @@ pub fn open_secret(text: &str) -> Option<usize> {
     (text.len() - start >= 16).then_some(start)
 }
 
+/// The longest unfinished link held back whole (bytes); a longer one is released in windows.
+pub const MAX_LINK_HOLD: usize = 2048;
+
+/// Where a link may be arriving unfinished at the end of `text`: a markdown link or image
+/// whose `](` came but not its `)`, or a `scheme://` URL that nothing has ended yet. Held back,
+/// an output guard judges the link whole (its host and everything the URL carries).
+pub fn open_link(text: &str) -> Option<usize> {
+    let mut start = None;
+    if let Some(at) = text.rfind("](")
+        && !text[at..].contains(')')
+    {
+        let open = text[..at].rfind('[').unwrap_or(at);
+        start = Some(if text[..open].ends_with('!') {
+            open - 1
+        } else {
+            open
+        });
+    }
+    if let Some(at) = text.rfind("://") {
+        let ended = text[at..]
+            .chars()
+            .any(|c| c.is_whitespace() || "<>\"'`)]".contains(c));
+        if !ended {
+            let scheme = text[..at]
+                .char_indices()
+                .rev()
+                .take_while(|(_, c)| c.is_ascii_alphanumeric() || "+-.".contains(*c))
+                .last()
+                .map_or(at, |(i, _)| i);
+            start = Some(start.map_or(scheme, |s: usize| s.min(scheme)));
+        }
+    }
+    start
+}
+
 /// One lane's text on its way to the client.
 #[derive(Debug, Default, Clone)]
 struct Lane {
@@ -148,6 +183,13 @@ impl StreamScanner {
         if !last
             && let Some(start) = open_secret(&lane.pending)
             && lane.pending.len() - start <= MAX_SECRET_HOLD
+        {
+            cut = cut.min(start);
+        }
+        if !last
+            && guarded
+            && let Some(start) = open_link(&lane.pending)
+            && lane.pending.len() - start <= MAX_LINK_HOLD
         {
             cut = cut.min(start);
         }
@@ -372,6 +414,38 @@ mod tests {
             "the guard saw it whole"
         );
         assert!(out.ends_with("-----END [X] KEY-----\ndone."));
+    }
+
+    #[test]
+    fn open_links_are_found_where_they_start() {
+        assert_eq!(open_link("see ![x](https://evil.test/?q=ab"), Some(4));
+        assert_eq!(open_link("see [doc](https://ex"), Some(4));
+        assert_eq!(open_link("go to https://evil.test/abc"), Some(6));
+        assert_eq!(open_link("see ![x](https://a.test/) and more"), None);
+        assert_eq!(open_link("go to https://a.test/x now"), None);
+        assert_eq!(open_link("plain prose, no links"), None);
+    }
+
+    #[tokio::test]
+    async fn an_unfinished_link_is_held_until_it_ends() {
+        let p = Pipeline::new(vec![], vec![Stage::new(Arc::new(NoSecrets))]);
+        let mut ctx = Context::new("r", Principal::default());
+        let mut s = StreamScanner::new(Holdback {
+            context: 16,
+            tail: 8,
+        });
+        let r = req();
+        let url = format!("![x](https://evil.test/?q={})", "a".repeat(300));
+        let text = format!("Here you are: {url} done.");
+        let mut pushed = String::new();
+        for piece in text.as_bytes().chunks(7) {
+            let piece = std::str::from_utf8(piece).unwrap();
+            pushed.push_str(piece);
+            let got = s.push(0, piece, false, &p, &r, &mut ctx).await.unwrap();
+            if !pushed.contains(')') {
+                assert!(!got.contains("!["), "released an open link: {got:?}");
+            }
+        }
     }
 
     #[tokio::test]

@@ -7,15 +7,18 @@
 //! # Layout
 //! - [`unicode`]: hidden text (Unicode tag characters) stripped before the model sees it.
 //! - [`size`]: body, message and token limits.
+//! - [`links`]: links and images in answers that point outside an allow-list (exfiltration).
 //! - [`params`]: the model parameter policy (allow-list, clamps, overrides) per team, key, route.
 //! - [`pii`]: what happens to each kind of personal data and credential (redact, pseudonymise,
 //!   hash, block).
 
+pub mod links;
 pub mod params;
 pub mod pii;
 pub mod size;
 pub mod unicode;
 
+pub use links::{LinkAction, LinksConfig, LinksGuard};
 pub use params::{ParamPolicy, ParamRule, ParamsConfig, ParamsGuard, Preset};
 pub use pii::{PiiAction, PiiConfig, PiiGuard};
 pub use size::{SizeConfig, SizeGuard};

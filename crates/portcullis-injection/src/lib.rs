@@ -28,3 +28,4 @@ pub use guard::{
     CanaryConfig, CanaryGuard, ConfigError, InjectionConfig, InjectionGuard, OnAttack,
     SourcePolicy, SpotlightConfig, SpotlightGuard, SpotlightMode,
 };
+pub use guard::{LeakAction, LeakConfig, SystemPromptLeakGuard};

@@ -31,6 +31,8 @@ pub struct App {
     pub kills: Arc<crate::kill::KillSwitch>,
     /// Bounds the guard work running on the blocking pool at once.
     pub heavy: Arc<tokio::sync::Semaphore>,
+    /// The JSON Schemas answers must match (`[output.schema]`), compiled.
+    pub schemas: crate::structured::Schemas,
 }
 
 /// Why the gateway could not start.
@@ -73,6 +75,7 @@ impl App {
                 ..Default::default()
             },
         ));
+        let schemas = crate::structured::Schemas::load(&config.output.schema, &config.source)?;
         let pipeline = crate::guards::build(&config, &upstream)?;
         let text_pipeline = Arc::new(crate::guards::build_text(&config, &upstream)?);
         tokio::task::spawn_blocking(crate::guards::warm_up)
@@ -124,6 +127,7 @@ impl App {
             failed_auths,
             kills,
             heavy: Arc::new(tokio::sync::Semaphore::new(cores)),
+            schemas,
             config,
             pipeline: Arc::new(pipeline),
             text_pipeline,
@@ -140,6 +144,7 @@ impl App {
     /// flight and kill switch. Settings that only a restart can change must be unchanged
     /// ([`crate::reload::restart_needed`] checks them first).
     pub fn reconfigured(&self, config: Config) -> Result<App, StartError> {
+        let schemas = crate::structured::Schemas::load(&config.output.schema, &config.source)?;
         let pipeline = crate::guards::build(&config, &self.upstream)?;
         let text_pipeline = crate::guards::build_text(&config, &self.upstream)?;
         let p = &config.pricing;
@@ -176,6 +181,7 @@ impl App {
             failed_auths,
             kills: self.kills.clone(),
             heavy: self.heavy.clone(),
+            schemas,
         })
     }
 

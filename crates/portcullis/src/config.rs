@@ -56,6 +56,7 @@ pub struct Config {
     pub grounding: Section<portcullis_grounding::GroundingConfig>,
     pub alerts: crate::anomaly::AlertsConfig,
     pub admin: crate::admin::AdminConfig,
+    pub output: OutputConfig,
     /// Where the config came from, for messages (`<defaults>` when no file).
     #[serde(skip)]
     pub source: String,
@@ -280,7 +281,27 @@ pub const INPUT_GUARDS: [&str; 8] = [
     "canary",
 ];
 /// Guards that can judge answers.
-pub const OUTPUT_GUARDS: [&str; 4] = ["moderation", "pii", "canary", "grounding"];
+pub const OUTPUT_GUARDS: [&str; 6] = [
+    "moderation",
+    "pii",
+    "canary",
+    "grounding",
+    "links",
+    "system_prompt",
+];
+
+/// `[output]`: what answers must be — the JSON Schema they must match — and the leak guards
+/// that are about answers only (`links`, `system_prompt` in `[pipeline] output`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutputConfig {
+    /// `[output.schema]`: structured output, with re-asks.
+    pub schema: crate::structured::SchemaConfig,
+    /// `[output.links]`: links and images to hosts outside an allow-list.
+    pub links: Section<portcullis_guards::LinksConfig>,
+    /// `[output.system_prompt]`: long verbatim runs of the system prompt in answers.
+    pub system_prompt: Section<portcullis_injection::LeakConfig>,
+}
 
 impl Default for PipelineConfig {
     fn default() -> Self {
@@ -444,6 +465,18 @@ impl Config {
         }
         if let Err(e) = portcullis_guards::ParamsGuard::new(&self.params.config) {
             return Err(ConfigError::invalid(&src, "params", e.0));
+        }
+        if let Err(e) = portcullis_guards::LinksGuard::new(&self.output.links.config) {
+            return Err(ConfigError::invalid(&src, "output.links.allow", e.0));
+        }
+        // Schema files are read and compiled now, so `portcullis check` reports a bad one.
+        crate::structured::Schemas::load(&self.output.schema, &src)?;
+        if self.output.system_prompt.config.min_words == 0 {
+            return Err(ConfigError::invalid(
+                &src,
+                "output.system_prompt.min_words",
+                "must be at least 1",
+            ));
         }
         Ok(())
     }

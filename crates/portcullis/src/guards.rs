@@ -133,6 +133,17 @@ fn output_stages(config: &Config, upstream: &Upstream) -> Result<Vec<Stage>, Bui
                     .map_err(|e| guard_error("grounding", e))?;
                 Some(stage(&config.grounding, Arc::new(g)))
             }
+            "links" if config.output.links.config.enabled => {
+                let g = portcullis_guards::LinksGuard::new(&config.output.links.config)
+                    .map_err(|e| guard_error("links", e))?;
+                Some(stage(&config.output.links, Arc::new(g)))
+            }
+            "system_prompt" if config.output.system_prompt.config.enabled => Some(stage(
+                &config.output.system_prompt,
+                Arc::new(portcullis_injection::SystemPromptLeakGuard::new(
+                    &config.output.system_prompt.config,
+                )),
+            )),
             _ => None,
         };
         output.extend(s);

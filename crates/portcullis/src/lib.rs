@@ -13,6 +13,7 @@
 //!   client, its SSE framing, its moderation endpoint), [`audit`] (the record of a request).
 //! - Below them all: [`config`] (the TOML file), [`http`] (shared HTTP shapes), [`metrics`]
 //!   and [`anomaly`] (what operators watch).
+//! - [`structured`]: the JSON Schema an answer must match (policy or request), and the check.
 //! - Beside the path: [`scan`] (guards without a model call), [`explain`] (why a text was
 //!   judged as it was), [`traffic`] (the policy measured
 //!   on labelled prompts), [`mock`] (the built-in model),
@@ -40,5 +41,6 @@ pub mod reload;
 pub mod routes;
 pub mod scan;
 pub mod server;
+pub mod structured;
 pub mod traffic;
 pub mod upstream;

@@ -5,15 +5,18 @@
 //! - `injection`: [`InjectionGuard`] and its per-source policy ([`InjectionConfig`]).
 //! - `spotlight`: [`SpotlightGuard`], its modes and per-route settings ([`SpotlightConfig`]).
 //! - `canary`: [`CanaryGuard`] ([`CanaryConfig`]).
+//! - `leak`: [`SystemPromptLeakGuard`]: long verbatim runs of the system prompt in answers.
 
 mod canary;
 mod injection;
+mod leak;
 mod spotlight;
 
 pub use canary::{CanaryConfig, CanaryGuard};
 pub use injection::{
     InjectionConfig, InjectionGuard, OnAttack, SourcePolicy, USER_UNGROUNDED_THRESHOLD,
 };
+pub use leak::{LeakAction, LeakConfig, SystemPromptLeakGuard, shared_runs};
 pub use spotlight::{SpotlightConfig, SpotlightGuard, SpotlightMode, SpotlightRoute};
 
 use portcullis_core::Message;

@@ -8,7 +8,10 @@
 //! events, with no usage and no `[DONE]`), `mock-reset-<n>` (the connection breaks after `n`
 //! events), `mock-garbage` (an event whose data is not JSON), `mock-bigindex` (a choice index
 //! of 2^40), `mock-nousage` (ignores `stream_options.include_usage`), `mock-cr` (events
-//! separated by CR alone).
+//! separated by CR alone). A request with `response_format: json_schema` is answered with
+//! JSON that matches the schema; `mock-badjson-<n>` makes the first `n` attempts (counted by
+//! the assistant turns a re-ask adds) JSON of the wrong shape — `mock-badjson-1` is invalid
+//! then valid, `mock-badjson-99` always invalid.
 
 use super::{Seen, answer, error, knob, last_user_text};
 use axum::Json;
@@ -81,6 +84,45 @@ pub(super) fn arguments(schema: &Value, text: &str) -> Value {
     Value::Object(out)
 }
 
+/// The answer to a request asking for `response_format: json_schema`: JSON that matches the
+/// schema, or — while the conversation has fewer assistant turns than `mock-badjson-<n>` asks
+/// (each re-ask adds one) — JSON of the wrong shape. `None` without a schema or with `MOCK_SAY:`.
+fn json_answer(req: &ChatRequest) -> Option<String> {
+    let rf = req.response_format.as_ref()?;
+    if rf["type"].as_str() != Some("json_schema") || last_user_text(req).contains("MOCK_SAY:") {
+        return None;
+    }
+    let schema = &rf["json_schema"]["schema"];
+    let attempt = req
+        .messages
+        .iter()
+        .filter(|m| m.role == Role::Assistant)
+        .count() as u64;
+    if knob(&req.model, "mock-badjson-").is_some_and(|bad| attempt < bad) {
+        return Some(wrong_shape(schema));
+    }
+    Some(arguments(schema, &last_user_text(req)).to_string())
+}
+
+/// JSON that breaks `schema`: each required property with a value of the wrong type, or text
+/// that is not JSON at all when nothing is required.
+fn wrong_shape(schema: &Value) -> String {
+    let Some(required) = schema["required"].as_array().filter(|r| !r.is_empty()) else {
+        return "Sure! Here is your JSON: {".into();
+    };
+    let mut out = Map::new();
+    for name in required.iter().filter_map(Value::as_str) {
+        let wrong = match schema["properties"][name]["type"].as_str() {
+            Some("string") => json!(42),
+            Some("array") => json!({}),
+            Some("object") => json!([]),
+            _ => json!("not the right type"),
+        };
+        out.insert(name.to_owned(), wrong);
+    }
+    Value::Object(out).to_string()
+}
+
 pub async fn chat(State(seen): State<Arc<Seen>>, headers: HeaderMap, body: Bytes) -> Response {
     let raw: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
@@ -101,7 +143,7 @@ pub async fn chat(State(seen): State<Arc<Seen>>, headers: HeaderMap, body: Bytes
     let text = if call.is_some() {
         String::new()
     } else {
-        answer(&req)
+        json_answer(&req).unwrap_or_else(|| answer(&req))
     };
     let prompt_tokens = tokens::count_prompt(&req);
     let enc = tokens::Encoding::for_model(&req.model);
@@ -315,6 +357,24 @@ mod tests {
         let none = req(json!({"model": "m", "tools": tools, "tool_choice": "none",
             "messages": [{"role": "user", "content": "x"}]}));
         assert!(tool_call(&none).is_none());
+    }
+
+    #[test]
+    fn json_schema_requests_get_matching_json_or_the_wrong_shape_first() {
+        let schema = json!({"type": "object", "properties": {"name": {"type": "string"},
+            "age": {"type": "integer"}}, "required": ["name", "age"]});
+        let rf = json!({"type": "json_schema", "json_schema": {"name": "p", "schema": schema}});
+        let first = req(json!({"model": "mock-badjson-1", "response_format": rf,
+            "messages": [{"role": "user", "content": "Ann"}]}));
+        let bad: Value = serde_json::from_str(&json_answer(&first).unwrap()).unwrap();
+        assert_eq!(bad, json!({"name": 42, "age": "not the right type"}));
+        let again = req(json!({"model": "mock-badjson-1", "response_format": rf,
+            "messages": [{"role": "user", "content": "Ann"},
+                {"role": "assistant", "content": "{}"}, {"role": "user", "content": "fix it"}]}));
+        let good: Value = serde_json::from_str(&json_answer(&again).unwrap()).unwrap();
+        assert_eq!(good, json!({"name": "fix it", "age": 1}));
+        let plain = req(json!({"model": "m", "messages": [{"role": "user", "content": "x"}]}));
+        assert!(json_answer(&plain).is_none());
     }
 
     #[test]

@@ -55,18 +55,38 @@ pub async fn chat(Extension(slot): Extension<Slot>, headers: HeaderMap, body: Bo
     if let Err(e) = judged {
         return ex.refuse(e);
     }
+    // A required JSON Schema: the answer is validated and may be re-asked, so admission
+    // holds every call's tokens and cost (see routes::structured).
+    let mut req = req;
+    let schema = match app.schemas.required(&req, ex.ctx.route.as_deref()) {
+        Ok(s) => s,
+        Err(e) => return ex.refuse(e),
+    };
+    if let Some(s) = &schema {
+        crate::structured::announce(&mut req, s);
+    }
+    let (prompt_tokens, output_tokens) = (
+        tokens::count_prompt(&req),
+        output_ceiling(&req, app.books.default_max_tokens()),
+    );
+    let (prompt_tokens, output_tokens) = match &schema {
+        Some(_) => {
+            crate::structured::reask_claim(prompt_tokens, output_tokens, app.schemas.retries())
+        }
+        None => (prompt_tokens, output_tokens),
+    };
     let claim = Claim {
         model: &req.model,
         request_id: &ex.trail.request_id.clone(),
-        prompt_tokens: tokens::count_prompt(&req),
-        output_tokens: output_ceiling(&req, app.books.default_max_tokens()),
+        prompt_tokens,
+        output_tokens,
     };
     match app.books.admit(&caller, &ex.ctx.principal, claim).await {
         Ok(t) => ex.admitted(t),
         Err(r) => return ex.refuse(r.error).with_headers(r.headers),
     }
     let (tx, rx) = oneshot::channel();
-    tokio::spawn(answer(ex, req, tx));
+    tokio::spawn(answer(ex, req, tx, schema));
     match rx.await {
         Ok(resp) => resp,
         Err(_) => error_response(&ApiError::internal(
@@ -86,13 +106,25 @@ pub fn output_ceiling(req: &ChatRequest, default: u64) -> u64 {
 }
 
 /// The upstream call and the answer; runs to the end even when the client has gone.
-async fn answer(mut ex: Exchange, mut req: ChatRequest, tx: oneshot::Sender<Response>) {
+async fn answer(
+    mut ex: Exchange,
+    mut req: ChatRequest,
+    tx: oneshot::Sender<Response>,
+    schema: Option<std::sync::Arc<crate::structured::Schema>>,
+) {
     let app = ex.app().clone();
     let client_wants_usage = req
         .stream_options
         .as_ref()
         .and_then(|o| o.include_usage)
         .unwrap_or(false);
+    let client_streams = req.is_stream();
+    if schema.is_some() {
+        // An answer that must be validated is asked for whole; a streaming client gets it
+        // as a stream once it is valid.
+        req.stream = None;
+        req.stream_options = None;
+    }
     if req.is_stream() && !client_wants_usage {
         // The books need real usage; ask for it and strip it before the client sees it.
         let opts = req.stream_options.get_or_insert_with(Default::default);
@@ -127,6 +159,13 @@ async fn answer(mut ex: Exchange, mut req: ChatRequest, tx: oneshot::Sender<Resp
         let response = pass_error(resp).await.with_headers(headers);
         let code = response.status().as_u16();
         return finish_delivery(ex, tx, response, code);
+    }
+    if let Some(schema) = schema {
+        let delivery = super::structured::Delivery {
+            stream: client_streams,
+            usage: client_wants_usage,
+        };
+        return super::structured::complete(ex, req, resp, schema, tx, delivery).await;
     }
     if req.is_stream() {
         return super::stream::relay(ex, req, resp, tx, client_wants_usage).await;
@@ -244,7 +283,7 @@ async fn discarded_spend(
 
 /// The gateway's count of a complete answer that carried no usage: the prompt by the
 /// model's tokenizer, and every choice's text and tool-call arguments.
-fn estimate_answer(req: &ChatRequest, answer: &Value) -> Usage {
+pub(crate) fn estimate_answer(req: &ChatRequest, answer: &Value) -> Usage {
     let enc = tokens::Encoding::for_model(&req.model);
     let mut completion = 0u64;
     for c in answer["choices"].as_array().into_iter().flatten() {

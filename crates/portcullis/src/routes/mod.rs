@@ -8,6 +8,7 @@ pub mod passthrough;
 pub mod responses;
 pub mod scan;
 pub mod stream;
+pub mod structured;
 pub mod text;
 
 use crate::app::App;
