@@ -85,12 +85,30 @@ CREATE TABLE IF NOT EXISTS redteam_runs (
     pass BIGINT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS redteam_runs_time ON redteam_runs (time_ms);
+CREATE TABLE IF NOT EXISTS audit_heads (
+    replica TEXT PRIMARY KEY,
+    seq BIGINT NOT NULL,
+    digest TEXT NOT NULL,
+    time_ms BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audit_anchors (
+    replica TEXT PRIMARY KEY,
+    seq BIGINT NOT NULL,
+    digest TEXT NOT NULL,
+    mac TEXT NOT NULL,
+    time_ms BIGINT NOT NULL
+);
 "#;
+
+/// Indexes on columns in [`ADDED`], created once those columns exist.
+const ADDED_INDEXES: &str = "CREATE INDEX IF NOT EXISTS audit_chain ON audit (replica, seq)";
 
 /// Columns added after the first release: `(table, column, declaration)`. Append only.
 const ADDED: &[(&str, &str, &str)] = &[
     ("audit", "usage_estimated", "BIGINT NOT NULL DEFAULT 0"),
     ("spend", "usage_estimated", "BIGINT NOT NULL DEFAULT 0"),
+    ("audit", "replica", "TEXT"),
+    ("audit", "seq", "BIGINT"),
 ];
 
 /// Brings the schema behind `pool` up to date.
@@ -105,6 +123,7 @@ pub(crate) async fn run(pool: &AnyPool, backend: Backend) -> Result<(), StoreErr
     for (table, column, decl) in ADDED {
         ensure_column(pool, backend, table, column, decl).await?;
     }
+    pool.execute(ADDED_INDEXES).await?;
     Ok(())
 }
 

@@ -44,6 +44,8 @@ pub enum StartError {
     Upstream(#[from] crate::upstream::UpstreamBuildError),
     #[error(transparent)]
     Guard(#[from] crate::guards::BuildError),
+    #[error("audit: {0}")]
+    Audit(String),
 }
 
 impl App {
@@ -62,13 +64,9 @@ impl App {
                 url: crate::http::redact_url(&config.store.url),
                 message: crate::http::redact_in(&e.to_string(), &config.store.url),
             })?;
-        let audit = AuditWriter::spawn(
-            store.clone(),
-            portcullis_store::SpoolConfig {
-                dir: config.store.spool_dir.clone().into(),
-                ..Default::default()
-            },
-        );
+        let audit = crate::audit_log::start(&config, &store)
+            .await
+            .map_err(StartError::Audit)?;
         let pipeline = crate::guards::build(&config, &upstream)?;
         let text_pipeline = Arc::new(crate::guards::build_text(&config, &upstream)?);
         tokio::task::spawn_blocking(crate::guards::warm_up)

@@ -54,6 +54,7 @@ pub struct Config {
     pub canary: Section<portcullis_injection::CanaryConfig>,
     pub moderation: Section<portcullis_moderation::ModerationConfig>,
     pub alerts: crate::anomaly::AlertsConfig,
+    pub audit: crate::audit_log::AuditConfig,
     /// Where the config came from, for messages (`<defaults>` when no file).
     #[serde(skip)]
     pub source: String,
@@ -443,6 +444,7 @@ impl Config {
         if let Err(e) = portcullis_guards::ParamsGuard::new(&self.params.config) {
             return Err(ConfigError::invalid(&src, "params", e.0));
         }
+        self.audit.validate(&src)?;
         Ok(())
     }
 }

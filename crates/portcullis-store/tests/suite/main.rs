@@ -105,7 +105,12 @@ mod sqlite {
     #[tokio::test]
     async fn audit() {
         let d = tempfile::tempdir().unwrap();
-        audit_suite(&open(&url(&d)).await.unwrap(), &d.path().join("spool")).await;
+        let store = open(&url(&d)).await.unwrap();
+        let raw = audit_log::Raw {
+            pool: sqlx::AnyPool::connect(&url(&d)).await.unwrap(),
+            table: "audit".into(),
+        };
+        audit_suite(&store, &d.path().join("spool"), &raw).await;
     }
 
     #[tokio::test]
@@ -173,7 +178,12 @@ mod postgres {
     async fn audit() {
         let s = PgSchema::new();
         let d = tempfile::tempdir().unwrap();
-        audit_suite(&open(&s.url()).await.unwrap(), &d.path().join("spool")).await;
+        let store = open(&s.url()).await.unwrap();
+        let raw = audit_log::Raw {
+            pool: sqlx::AnyPool::connect(PG).await.unwrap(),
+            table: format!("{}.audit", s.name),
+        };
+        audit_suite(&store, &d.path().join("spool"), &raw).await;
     }
 
     #[tokio::test]
@@ -267,7 +277,9 @@ mod postgres {
                 dir: d.path().to_owned(),
                 ..Default::default()
             },
-        );
+        )
+        .await
+        .unwrap();
         w.submit(record("before", "u", "allowed", 1));
         w.flush().await;
         proxy.cut.store(true, Ordering::SeqCst);

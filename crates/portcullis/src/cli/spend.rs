@@ -3,7 +3,7 @@
 use super::{BoxError, StoreArgs, load};
 
 /// Milliseconds since the epoch for `since`: `YYYY-MM-DD` (UTC) or `<n>h` / `<n>d` back from now.
-fn parse_since(since: &str, now_ms: i64) -> Result<i64, BoxError> {
+pub(super) fn parse_since(since: &str, now_ms: i64) -> Result<i64, BoxError> {
     let s = since.trim();
     if let Some(h) = s.strip_suffix('h') {
         return Ok(now_ms - h.parse::<i64>()? * 3_600_000);

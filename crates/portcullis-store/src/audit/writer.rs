@@ -1,0 +1,452 @@
+//! The [`AuditWriter`]: `submit` journals a record on local disk (see [`super::journal`]) and
+//! returns; a background task moves journaled records, in order and in batches, into the
+//! store and the JSON-lines sink. When the store fails, a circuit opens: records simply stay
+//! in the journal, and the store is probed again after a backoff (250 ms doubling to 30 s)
+//! instead of every batch waiting on a dead database. Nothing is kept only in memory.
+
+use super::AuditRecord;
+use super::chain::{Chain, ChainHead, ChainKey, default_replica_id};
+use super::journal::{self, Journal, REJECTED_FILE};
+use crate::{Store, StoreError};
+use std::collections::VecDeque;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::time::Instant;
+
+/// Where records are journaled, how they are chained, and where else they go.
+#[derive(Debug, Clone)]
+pub struct SpoolConfig {
+    /// The journal directory (one per replica).
+    pub dir: PathBuf,
+    /// Records per database transaction.
+    pub batch: usize,
+    /// The chain's secret; without one records are not tamper-evident (and say so).
+    pub key: ChainKey,
+    /// This replica's id; empty for [`default_replica_id`] of `dir`.
+    pub replica: String,
+    /// A JSON-lines sink besides the store: a file path, or `-` for stdout.
+    pub jsonl: Option<String>,
+}
+
+impl Default for SpoolConfig {
+    fn default() -> Self {
+        SpoolConfig {
+            dir: PathBuf::from("portcullis-spool"),
+            batch: 256,
+            key: ChainKey::none(),
+            replica: String::new(),
+            jsonl: None,
+        }
+    }
+}
+
+enum Ctl {
+    Flush(oneshot::Sender<()>),
+    Close,
+}
+
+/// Writes audit records durably: `submit` never waits on the database.
+pub struct AuditWriter {
+    journal: Arc<Journal>,
+    wake: Arc<Notify>,
+    ctl: mpsc::UnboundedSender<Ctl>,
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    counts: Arc<Counts>,
+    replica: String,
+}
+
+/// What the writer has done, for `spooled` and tests.
+#[derive(Default)]
+struct Counts {
+    /// Records found in the journal at start.
+    backlog: AtomicU64,
+    /// Records committed to the store since start.
+    committed: AtomicU64,
+    /// Journal lines rejected since start.
+    rejected: AtomicU64,
+}
+
+impl AuditWriter {
+    /// Opens the journal in `config.dir` (replaying what a previous run left there), continues
+    /// this replica's chain from the later of the store's and the journal's last record, and
+    /// starts the writer task on the current runtime.
+    pub async fn spawn(store: Store, config: SpoolConfig) -> Result<AuditWriter, StoreError> {
+        let replica = if config.replica.is_empty() {
+            default_replica_id(&config.dir)
+        } else {
+            config.replica.clone()
+        };
+        let backlog = journal::backlog(&config.dir)?;
+        let on_disk = journal::last_of(&backlog, &replica);
+        let stored = store.audit_head(&replica).await?;
+        let head = if on_disk.seq > stored.seq {
+            on_disk
+        } else {
+            stored
+        };
+        let waiting: u64 = backlog.iter().map(|p| count_lines(p)).sum();
+        let journal = Arc::new(Journal::create(
+            &config.dir,
+            &backlog,
+            Chain {
+                key: config.key.clone(),
+                replica: replica.clone(),
+                head,
+            },
+        )?);
+        let sink = match &config.jsonl {
+            Some(target) => Some(JsonlSink::open(target)?),
+            None => None,
+        };
+        let counts = Arc::new(Counts::default());
+        counts.backlog.store(waiting, Ordering::Relaxed);
+        let wake = Arc::new(Notify::new());
+        let (ctl, rx) = mpsc::unbounded_channel();
+        let mover = Mover {
+            store,
+            journal: journal.clone(),
+            rejected_file: config.dir.join(REJECTED_FILE),
+            backlog: backlog.into(),
+            offset: 0,
+            batch: config.batch.max(1),
+            sink,
+            breaker: Breaker::default(),
+            counts: counts.clone(),
+        };
+        let task = tokio::spawn(mover.run(wake.clone(), rx));
+        Ok(AuditWriter {
+            journal,
+            wake,
+            ctl,
+            task: Mutex::new(Some(task)),
+            counts,
+            replica,
+        })
+    }
+
+    /// Seals the record into the chain and journals it on disk; never waits on the database.
+    /// Only if the disk refuses is the record logged instead (at ERROR, whole).
+    pub fn submit(&self, record: AuditRecord) {
+        match self.journal.append(record) {
+            Ok(()) => self.wake.notify_one(),
+            Err(e) => tracing::error!(
+                alert = "audit_spool_failed",
+                error = %e.error,
+                record = %serde_json::to_string(&e.record).unwrap_or_default(),
+                "cannot journal an audit record; it is only in this log line"
+            ),
+        }
+    }
+
+    /// Waits until everything submitted so far is in the store, or is waiting in the journal
+    /// because the store is down.
+    pub async fn flush(&self) {
+        let (w, r) = oneshot::channel();
+        if self.ctl.send(Ctl::Flush(w)).is_ok() {
+            let _ = r.await;
+        }
+    }
+
+    /// Moves what it can into the store (one more try if the store was down) and stops the
+    /// writer; what the store does not take stays in the journal for the next start.
+    pub async fn close(&self) {
+        let _ = self.ctl.send(Ctl::Close);
+        let task = self.task.lock().ok().and_then(|mut g| g.take());
+        if let Some(t) = task {
+            let _ = t.await;
+        }
+    }
+
+    /// Records journaled but not yet in the store (0 when the store has them all).
+    pub fn spooled(&self) -> usize {
+        let c = &self.counts;
+        let total = c.backlog.load(Ordering::Relaxed) + self.journal.appended();
+        let done = c.committed.load(Ordering::Relaxed) + c.rejected.load(Ordering::Relaxed);
+        usize::try_from(total.saturating_sub(done)).unwrap_or(usize::MAX)
+    }
+
+    /// Journal lines moved to `audit-spool.rejected` since start.
+    pub fn rejected(&self) -> u64 {
+        self.counts.rejected.load(Ordering::Relaxed)
+    }
+
+    /// The replica id this writer chains under.
+    pub fn replica(&self) -> &str {
+        &self.replica
+    }
+}
+
+fn count_lines(p: &Path) -> u64 {
+    std::fs::read(p)
+        .map(|b| {
+            b.split(|c| *c == b'\n')
+                .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
+                .count() as u64
+        })
+        .unwrap_or(0)
+}
+
+/// The circuit to the store: closed (try), or open until a probe time with a growing backoff.
+#[derive(Default)]
+struct Breaker {
+    open_until: Option<Instant>,
+    backoff: Duration,
+}
+
+impl Breaker {
+    const FIRST: Duration = Duration::from_millis(250);
+    const MAX: Duration = Duration::from_secs(30);
+
+    fn allows(&self) -> bool {
+        self.open_until.is_none_or(|t| Instant::now() >= t)
+    }
+
+    fn is_open(&self) -> bool {
+        self.open_until.is_some()
+    }
+
+    fn trip(&mut self) {
+        self.backoff = if self.backoff.is_zero() {
+            Self::FIRST
+        } else {
+            (self.backoff * 2).min(Self::MAX)
+        };
+        self.open_until = Some(Instant::now() + self.backoff);
+    }
+
+    fn reset(&mut self) {
+        self.open_until = None;
+        self.backoff = Duration::ZERO;
+    }
+}
+
+/// A JSON-lines copy of every record, for log shippers (at least once: after a crash, records
+/// still in the journal are written again; `seq_id` tells copies apart).
+enum JsonlSink {
+    Stdout,
+    File(std::fs::File),
+}
+
+impl JsonlSink {
+    fn open(target: &str) -> std::io::Result<JsonlSink> {
+        if target == "-" {
+            return Ok(JsonlSink::Stdout);
+        }
+        if let Some(dir) = Path::new(target)
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(dir)?;
+        }
+        Ok(JsonlSink::File(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(target)?,
+        ))
+    }
+
+    fn write(&mut self, records: &[AuditRecord]) -> std::io::Result<()> {
+        let mut buf = Vec::new();
+        for r in records {
+            serde_json::to_writer(&mut buf, r).map_err(std::io::Error::other)?;
+            buf.push(b'\n');
+        }
+        match self {
+            JsonlSink::Stdout => {
+                let mut out = std::io::stdout().lock();
+                out.write_all(&buf)?;
+                out.flush()
+            }
+            JsonlSink::File(f) => f.write_all(&buf),
+        }
+    }
+}
+
+/// The writer task's state: which journal file it is reading, and how far it got.
+struct Mover {
+    store: Store,
+    journal: Arc<Journal>,
+    rejected_file: PathBuf,
+    /// Closed files from before this start, oldest first; then the active segment.
+    backlog: VecDeque<PathBuf>,
+    /// Bytes of the current file committed.
+    offset: u64,
+    batch: usize,
+    sink: Option<JsonlSink>,
+    breaker: Breaker,
+    counts: Arc<Counts>,
+}
+
+/// A batch read from the journal, not yet in the store.
+struct Pending {
+    records: Vec<AuditRecord>,
+    next_offset: u64,
+}
+
+impl Mover {
+    async fn run(mut self, wake: Arc<Notify>, mut ctl: mpsc::UnboundedReceiver<Ctl>) {
+        let mut pending: Option<Pending> = None;
+        let mut waiters: Vec<oneshot::Sender<()>> = Vec::new();
+        let mut closing = false;
+        loop {
+            if pending.is_none() {
+                pending = self.read_next();
+            }
+            match &pending {
+                Some(p) if self.breaker.allows() => {
+                    match self.store.audit_insert(&p.records).await {
+                        Ok(()) => {
+                            if self.breaker.is_open() {
+                                tracing::info!("audit store is back; replaying the journal");
+                            }
+                            self.breaker.reset();
+                            self.offset = p.next_offset;
+                            self.counts
+                                .committed
+                                .fetch_add(p.records.len() as u64, Ordering::Relaxed);
+                            pending = None;
+                            continue;
+                        }
+                        Err(e) => {
+                            if !self.breaker.is_open() {
+                                tracing::warn!(alert = "audit_store_down", error = %e, "audit store unavailable; records wait in the journal on disk");
+                            }
+                            self.breaker.trip();
+                        }
+                    }
+                }
+                Some(_) => {}
+                None => {
+                    // Nothing left to read: everything journaled is in the store.
+                    self.rotate();
+                    for w in waiters.drain(..) {
+                        let _ = w.send(());
+                    }
+                    if closing {
+                        return;
+                    }
+                }
+            }
+            if self.breaker.is_open() {
+                // Everything submitted is on disk: a flush has nothing more to wait for.
+                for w in waiters.drain(..) {
+                    let _ = w.send(());
+                }
+                if closing {
+                    return;
+                }
+            }
+            let probe = self.breaker.open_until;
+            tokio::select! {
+                () = wake.notified() => {}
+                m = ctl.recv() => match m {
+                    Some(Ctl::Flush(w)) => waiters.push(w),
+                    Some(Ctl::Close) | None => {
+                        closing = true;
+                        // One more try at the store before stopping, whatever the backoff.
+                        self.breaker.open_until = None;
+                    }
+                },
+                () = async {
+                    match probe {
+                        Some(t) => tokio::time::sleep_until(t).await,
+                        None => std::future::pending().await,
+                    }
+                } => {}
+            }
+        }
+    }
+
+    /// The next batch from the oldest journal file that has one; deletes backlog files that
+    /// are done. None when there is nothing to move.
+    fn read_next(&mut self) -> Option<Pending> {
+        loop {
+            let (path, closed) = match self.backlog.front() {
+                Some(p) => (p.clone(), true),
+                None => {
+                    let (_, p, _) = self.journal.active()?;
+                    (p, false)
+                }
+            };
+            let chunk = match journal::read_chunk(
+                &path,
+                self.offset,
+                self.batch,
+                closed,
+                &self.rejected_file,
+            ) {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!(alert = "audit_spool_failed", error = %e, file = %path.display(), "cannot read the audit journal");
+                    return None;
+                }
+            };
+            self.counts
+                .rejected
+                .fetch_add(chunk.rejected as u64, Ordering::Relaxed);
+            if chunk.records.is_empty() {
+                self.offset = chunk.next_offset;
+                if !closed {
+                    return None;
+                }
+                // A backlog file fully moved: only now is it deleted.
+                if let Err(e) = std::fs::remove_file(&path) {
+                    tracing::warn!(error = %e, file = %path.display(), "cannot delete a replayed audit journal file");
+                }
+                self.backlog.pop_front();
+                self.offset = 0;
+                if self.backlog.is_empty() {
+                    tracing::info!("audit journal from the previous run replayed");
+                }
+                continue;
+            }
+            if let Some(sink) = &mut self.sink
+                && let Err(e) = sink.write(&chunk.records)
+            {
+                tracing::warn!(alert = "audit_sink_failed", error = %e, "cannot write audit records to the JSON-lines sink");
+            }
+            return Some(Pending {
+                records: chunk.records,
+                next_offset: chunk.next_offset,
+            });
+        }
+    }
+
+    /// Starts a new active segment when every record of this one is committed.
+    fn rotate(&mut self) {
+        if !self.backlog.is_empty() {
+            return;
+        }
+        let Some((number, _, _)) = self.journal.active() else {
+            return;
+        };
+        match self.journal.rotate_if_consumed(number, self.offset) {
+            Ok(true) => self.offset = 0,
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot rotate the audit journal"),
+        }
+    }
+}
+
+impl Store {
+    /// The last sequence number and digest of `replica`'s chain in the store.
+    pub async fn audit_head(&self, replica: &str) -> Result<ChainHead, StoreError> {
+        use sqlx::Row;
+        let row = sqlx::query("SELECT seq, digest FROM audit_heads WHERE replica = $1")
+            .bind(replica.to_owned())
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(match row {
+            Some(r) => ChainHead {
+                seq: r.try_get("seq")?,
+                digest: r.try_get("digest")?,
+            },
+            None => ChainHead::default(),
+        })
+    }
+}
