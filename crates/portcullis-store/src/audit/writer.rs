@@ -450,3 +450,25 @@ impl Store {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_circuit_backs_off_to_a_bound_and_closes_on_success() {
+        let mut b = Breaker::default();
+        assert!(b.allows() && !b.is_open());
+        b.trip();
+        assert!(b.is_open());
+        assert!(!b.allows(), "no attempt right after a failure");
+        assert_eq!(b.backoff, Breaker::FIRST);
+        for _ in 0..20 {
+            b.trip();
+        }
+        assert_eq!(b.backoff, Breaker::MAX);
+        b.reset();
+        assert!(b.allows() && !b.is_open());
+        assert_eq!(b.backoff, Duration::ZERO);
+    }
+}

@@ -12,7 +12,7 @@ mod migration;
 mod redteam;
 mod responses;
 
-use audit_log::audit_suite;
+use audit_log::{audit_suite, replay_suite};
 use keys::{key_cache_suite, keys_suite};
 use ledger::ledger_suite;
 use migration::migration_suite;
@@ -111,6 +111,12 @@ mod sqlite {
             table: "audit".into(),
         };
         audit_suite(&store, &d.path().join("spool"), &raw).await;
+    }
+
+    #[tokio::test]
+    async fn audit_journal_replay() {
+        let d = tempfile::tempdir().unwrap();
+        replay_suite(&open(&url(&d)).await.unwrap(), &d.path().join("spool")).await;
     }
 
     #[tokio::test]
