@@ -8,7 +8,7 @@
 mod common;
 
 use common::Gateway;
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::process::Command;
 
@@ -90,6 +90,27 @@ fn every_outcome_is_recorded_once_verified_and_a_tampered_row_is_named() {
     );
     assert_eq!(r.status(), 401);
     sent.push(("blocked", request_id(&r)));
+    // The other routes, and a stream.
+    let mut stream = Gateway::chat_body("gpt-4o-mini", "stream me");
+    stream["stream"] = json!(true);
+    for (path, body) in [
+        ("/v1/chat/completions", stream),
+        (
+            "/v1/embeddings",
+            json!({"model": "text-embedding-3-small", "input": "a b c"}),
+        ),
+        (
+            "/v1/moderations",
+            json!({"model": "omni-moderation-latest", "input": "some text"}),
+        ),
+        ("/v1/scan", json!({"text": "hello", "direction": "input"})),
+    ] {
+        let r = gw.post(path, &gw.key, &body);
+        assert_eq!(r.status(), 200, "{path}");
+        let id = request_id(&r);
+        let _ = r.bytes().unwrap();
+        sent.push(("allowed", id));
+    }
     gw.stop(); // SIGTERM drains the writer
 
     // Exactly one record per request, numbered 1..=n in this replica's chain.
@@ -147,13 +168,25 @@ fn every_outcome_is_recorded_once_verified_and_a_tampered_row_is_named() {
         "--format",
         "jsonl",
     ]));
-    assert_eq!(
-        team.len(),
-        4,
-        "three answered and one blocked by alice's key"
+    assert!(
+        team.iter()
+            .all(|r| r["team"] == "research" && r["model"] == "gpt-4o-mini"),
+        "{team:?}"
+    );
+    let team_ids: BTreeSet<&str> = team
+        .iter()
+        .map(|r| r["request_id"].as_str().unwrap())
+        .collect();
+    for (_, id) in &sent[..4] {
+        assert!(team_ids.contains(id.as_str()), "{id} missing from {team:?}");
+    }
+    assert!(team_ids.contains(sent[6].1.as_str()), "the stream");
+    assert!(
+        !team_ids.contains(sent[7].1.as_str()),
+        "embeddings ask another model"
     );
     let table = gw.cli(&["audit", "query", "--user", "alice"]);
-    assert_eq!(table.lines().count(), 5, "{table}");
+    assert_eq!(table.lines().count(), 9, "{table}");
     assert!(table.contains(&blocked), "{table}");
     // Export: a header and a row per record; JSON lines, one object per record.
     let csv = gw.cli(&["audit", "export", "--format", "csv"]);
@@ -167,7 +200,7 @@ fn every_outcome_is_recorded_once_verified_and_a_tampered_row_is_named() {
     let (ok, out) = verify(&gw, &[]);
     assert!(ok, "{out}");
     assert!(
-        out.contains("replica gw-test: ok, 6 records (seq 1..6)"),
+        out.contains("replica gw-test: ok, 10 records (seq 1..10)"),
         "{out}"
     );
     // ...a blocked request rewritten as allowed is named...
@@ -198,7 +231,7 @@ fn every_outcome_is_recorded_once_verified_and_a_tampered_row_is_named() {
     let (ok, out) = verify(&gw, &[]);
     assert!(!ok, "a deleted row must fail verification: {out}");
     assert!(out.contains("record seq 5 is missing"), "{out}");
-    // Records keep coming after a restart, continuing the chain at seq 7.
+    // Records keep coming after a restart, continuing the chain at seq 11.
     gw.relaunch(None);
     let r = gw.post(
         "/v1/chat/completions",
@@ -210,11 +243,11 @@ fn every_outcome_is_recorded_once_verified_and_a_tampered_row_is_named() {
     gw.stop();
     let last = jsonl(&gw.cli(&["audit", "query", "--limit", "1", "--format", "jsonl"]));
     assert_eq!(last[0]["request_id"], after.as_str());
-    assert_eq!(last[0]["seq"], 7);
+    assert_eq!(last[0]["seq"], 11);
     // Retention: cutting up to now leaves an anchor; the gap went with the cut.
     let pruned = gw.cli(&["audit", "prune", "--before", "0d"]);
     assert!(
-        pruned.contains("replica gw-test: anchored at seq 7"),
+        pruned.contains("replica gw-test: anchored at seq 11"),
         "{pruned}"
     );
     let (ok, out) = verify(&gw, &[]);
