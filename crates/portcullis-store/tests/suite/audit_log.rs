@@ -148,6 +148,25 @@ async fn chain_suite(store: &Store, spool: &std::path::Path, raw: &Raw) {
     let report = store.audit_verify(&key, None).await.unwrap();
     assert!(report.ok(), "{report:?}");
     assert_eq!(report.chains[0].range, Some((1, 11)));
+    // Another replica keeps its own chain beside it.
+    let other = spool.with_file_name("spool-b");
+    let b = AuditWriter::spawn(
+        store.clone(),
+        SpoolConfig {
+            replica: "rep-b".into(),
+            ..config(&other)
+        },
+    )
+    .await
+    .unwrap();
+    b.submit(record("b_0", "carol", "allowed", 3_000));
+    b.submit(record("b_1", "carol", "allowed", 3_001));
+    b.close().await;
+    let report = store.audit_verify(&key, None).await.unwrap();
+    assert!(report.ok(), "{report:?}");
+    assert_eq!(report.chains.len(), 2);
+    assert_eq!(report.chains[1].replica, "rep-b");
+    assert_eq!(report.chains[1].range, Some((1, 2)));
     // Another key proves nothing.
     let wrong = ChainKey::new(b"not-the-key-0123456789abcdef01234");
     assert!(!store.audit_verify(&wrong, None).await.unwrap().ok());
