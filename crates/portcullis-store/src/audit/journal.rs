@@ -119,6 +119,7 @@ impl Journal {
             .max()
             .map_or(1, |n| n + 1);
         let file = open_append(&segment_path(dir, number))?;
+        sync_dir(dir);
         Ok(Journal {
             dir: dir.to_owned(),
             active: Mutex::new(Active {
@@ -180,6 +181,7 @@ impl Journal {
             return Ok(false);
         }
         let next = open_append(&segment_path(&self.dir, number + 1))?;
+        sync_dir(&self.dir);
         a.file = next;
         a.number = number + 1;
         a.len = 0;
@@ -191,6 +193,14 @@ impl Journal {
     /// Records appended since start.
     pub fn appended(&self) -> u64 {
         self.appended.load(Ordering::Relaxed)
+    }
+}
+
+/// Makes a new segment's directory entry durable (a power cut must not lose the file itself).
+/// Best effort: not every platform can open a directory for syncing.
+fn sync_dir(dir: &Path) {
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
     }
 }
 
