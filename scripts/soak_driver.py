@@ -314,14 +314,15 @@ def drive(a):
 
 
 def journaled(spool_dir):
-    """Records still waiting in the gateway's audit journal (lines of its segments)."""
+    """Records still waiting in the gateway's audit journals (one subdirectory per replica)."""
     if not os.path.isdir(spool_dir):
         return 0
     n = 0
-    for name in os.listdir(spool_dir):
-        if name.startswith("audit-journal-") or name == "audit-spool.jsonl":
-            with open(os.path.join(spool_dir, name), encoding="utf-8", errors="replace") as f:
-                n += sum(1 for line in f if line.strip())
+    for root, _dirs, files in os.walk(spool_dir):
+        for name in files:
+            if name.startswith("audit-journal-") or name == "audit-spool.jsonl":
+                with open(os.path.join(root, name), encoding="utf-8", errors="replace") as f:
+                    n += sum(1 for line in f if line.strip())
     return n
 
 

@@ -14,7 +14,8 @@ pub struct AuditConfig {
     /// Environment variable holding the chain's secret (at least 32 bytes). Unset or empty:
     /// records carry no digest and nothing claims the log is tamper-evident.
     pub hmac_key_env: String,
-    /// This replica's chain id; default: host name and a hash of the spool directory.
+    /// This replica's chain id; default: host name and a hash of the spool directory and the
+    /// listen address (stable across restarts at the same address).
     pub replica_id: Option<String>,
     /// A JSON-lines copy of every record: a file path, or `-` for stdout.
     pub jsonl: Option<String>,
@@ -86,7 +87,12 @@ pub async fn start(config: &Config, store: &Store) -> Result<AuditWriter, String
             dir: config.store.spool_dir.clone().into(),
             batch: a.batch,
             key: key.clone(),
-            replica: a.replica_id.clone().unwrap_or_default(),
+            replica: a.replica_id.clone().unwrap_or_else(|| {
+                portcullis_store::audit::default_replica_id(
+                    std::path::Path::new(&config.store.spool_dir),
+                    &config.server.listen,
+                )
+            }),
             jsonl: a.jsonl.clone(),
         },
     )

@@ -243,25 +243,31 @@ fn create_key(store: &str, user: &str) -> String {
         .to_owned()
 }
 
-/// Records waiting in the gateway's audit journal under `spool` (lines of every segment).
+/// Records waiting in the gateway's audit journals under `spool` (one directory per replica:
+/// lines of every segment).
 fn journaled(spool: &std::path::Path) -> usize {
-    let Ok(dir) = std::fs::read_dir(spool) else {
+    let Ok(dirs) = std::fs::read_dir(spool) else {
         return 0;
     };
-    dir.filter_map(|e| e.ok())
-        .filter(|e| {
-            e.file_name()
+    let mut n = 0;
+    for dir in dirs.filter_map(|e| e.ok()).filter(|e| e.path().is_dir()) {
+        for f in std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+        {
+            if f.file_name()
                 .to_str()
                 .is_some_and(|n| n.starts_with("audit-journal-"))
-        })
-        .map(|e| {
-            std::fs::read_to_string(e.path())
-                .unwrap_or_default()
-                .lines()
-                .filter(|l| !l.trim().is_empty())
-                .count()
-        })
-        .sum()
+            {
+                n += std::fs::read_to_string(f.path())
+                    .unwrap_or_default()
+                    .lines()
+                    .filter(|l| !l.trim().is_empty())
+                    .count();
+            }
+        }
+    }
+    n
 }
 
 /// A gateway on PostgreSQL through `proxy`, its schema, config, spool and HTTP client.

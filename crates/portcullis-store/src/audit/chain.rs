@@ -114,8 +114,9 @@ impl Chain {
 }
 
 /// A replica id stable across restarts of the same deployment: the host name and a short hash
-/// of the absolute spool directory (two gateways on one host use two directories).
-pub fn default_replica_id(spool_dir: &Path) -> String {
+/// of the absolute spool directory and `instance` (the listen address: two gateways on one
+/// host sharing a config still get two ids).
+pub fn default_replica_id(spool_dir: &Path, instance: &str) -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .or_else(|_| std::fs::read_to_string("/etc/hostname"))
         .ok()
@@ -135,7 +136,7 @@ pub fn default_replica_id(spool_dir: &Path) -> String {
         .take(48)
         .collect();
     let dir = std::path::absolute(spool_dir).unwrap_or_else(|_| spool_dir.to_owned());
-    let h = Sha256::digest(dir.to_string_lossy().as_bytes());
+    let h = Sha256::digest(format!("{}\n{instance}", dir.to_string_lossy()).as_bytes());
     format!("{host}-{}", hex::encode(&h[..4]))
 }
 
@@ -179,9 +180,10 @@ mod tests {
 
     #[test]
     fn replica_ids_are_stable_and_differ_by_directory() {
-        let a = default_replica_id(Path::new("/srv/a"));
-        assert_eq!(a, default_replica_id(Path::new("/srv/a")));
-        assert_ne!(a, default_replica_id(Path::new("/srv/b")));
+        let a = default_replica_id(Path::new("/srv/a"), "0.0.0.0:8787");
+        assert_eq!(a, default_replica_id(Path::new("/srv/a"), "0.0.0.0:8787"));
+        assert_ne!(a, default_replica_id(Path::new("/srv/b"), "0.0.0.0:8787"));
+        assert_ne!(a, default_replica_id(Path::new("/srv/a"), "0.0.0.0:8788"));
         assert!(
             a.chars()
                 .all(|c| c.is_ascii_alphanumeric() || "-._".contains(c))

@@ -27,6 +27,58 @@ pub const REJECTED_FILE: &str = "audit-spool.rejected";
 /// Most bytes read from a segment at once.
 const READ_CHUNK: usize = 4 << 20;
 
+/// An exclusive claim on one replica's journal directory, held while it lives (an OS file
+/// lock: released by the OS when the process dies, so a crashed replica's journal can be
+/// claimed and replayed by the next process).
+pub(crate) struct DirLock {
+    _file: std::fs::File,
+}
+
+/// Claims `dir` (creating it), or `None` when another live process holds it.
+pub(crate) fn try_lock_dir(dir: &Path) -> std::io::Result<Option<DirLock>> {
+    std::fs::create_dir_all(dir)?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("lock"))?;
+    #[cfg(unix)]
+    {
+        use rustix::fs::{FlockOperation, flock};
+        match flock(&file, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => {}
+            Err(e) if e == rustix::io::Errno::WOULDBLOCK => return Ok(None),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(Some(DirLock { _file: file }))
+}
+
+/// Moves the spool file of versions before the journal from `root` into `dir` (a rename:
+/// exactly one process gets it).
+pub(crate) fn adopt_legacy(root: &Path, dir: &Path) {
+    let from = root.join(LEGACY_SPOOL);
+    if from.exists()
+        && let Err(e) = std::fs::rename(&from, dir.join(LEGACY_SPOOL))
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(error = %e, file = %from.display(), "cannot adopt the old audit spool");
+    }
+}
+
+/// Other replicas' journal directories under `root` (every subdirectory but `own`).
+pub(crate) fn other_dirs(root: &Path, own: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(root)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() && entry.path() != own {
+            out.push(entry.path());
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
 /// Journal segments (and a legacy spool) waiting in `dir`, oldest first.
 pub fn backlog(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut numbered = Vec::new();
@@ -253,6 +305,9 @@ pub(crate) fn read_chunk(
         let (line, used) = match rest.iter().position(|b| *b == b'\n') {
             Some(i) => (&rest[..i], i + 1),
             None if closed && buf.len() < READ_CHUNK => (rest, rest.len()),
+            // A line longer than a whole read is no record the writer makes: moved aside in
+            // pieces (kept, not parsed) rather than blocking every record behind it.
+            None if consumed == 0 && buf.len() == READ_CHUNK => (rest, rest.len()),
             None => break,
         };
         consumed += used;

@@ -6,7 +6,7 @@
 
 use super::AuditRecord;
 use super::chain::{Chain, ChainHead, ChainKey, default_replica_id};
-use super::journal::{self, Journal, REJECTED_FILE};
+use super::journal::{self, DirLock, Journal, REJECTED_FILE};
 use crate::{Store, StoreError};
 use std::collections::VecDeque;
 use std::io::Write;
@@ -20,13 +20,14 @@ use tokio::time::Instant;
 /// Where records are journaled, how they are chained, and where else they go.
 #[derive(Debug, Clone)]
 pub struct SpoolConfig {
-    /// The journal directory (one per replica).
+    /// The spool directory: each replica journals in its own subdirectory.
     pub dir: PathBuf,
     /// Records per database transaction.
     pub batch: usize,
     /// The chain's secret; without one records are not tamper-evident (and say so).
     pub key: ChainKey,
-    /// This replica's id; empty for [`default_replica_id`] of `dir`.
+    /// This replica's id (its journal is `dir/<replica>`); empty for [`default_replica_id`]
+    /// of `dir` alone.
     pub replica: String,
     /// A JSON-lines sink besides the store: a file path, or `-` for stdout.
     pub jsonl: Option<String>,
@@ -51,6 +52,8 @@ enum Ctl {
 
 /// Writes audit records durably: `submit` never waits on the database.
 pub struct AuditWriter {
+    /// This replica's journal directory, held until the writer is closed.
+    lock: Mutex<Option<DirLock>>,
     journal: Arc<Journal>,
     wake: Arc<Notify>,
     ctl: mpsc::UnboundedSender<Ctl>,
@@ -71,33 +74,55 @@ struct Counts {
 }
 
 impl AuditWriter {
-    /// Opens the journal in `config.dir` (replaying what a previous run left there), continues
-    /// this replica's chain from the later of the store's and the journal's last record, and
-    /// starts the writer task on the current runtime.
+    /// Claims this replica's journal (`config.dir/<replica>`), continues its chain from the
+    /// later of the store's and the journal's last record, and starts the writer task on the
+    /// current runtime. The task first replays what a previous run left: this replica's
+    /// journal, an older version's spool, and the journals of replicas that are not running
+    /// (no live lock) — so a crashed replica's records land even if it never comes back.
     pub async fn spawn(store: Store, config: SpoolConfig) -> Result<AuditWriter, StoreError> {
         let replica = if config.replica.is_empty() {
-            default_replica_id(&config.dir)
+            default_replica_id(&config.dir, "")
         } else {
             config.replica.clone()
         };
-        let backlog = journal::backlog(&config.dir)?;
-        let on_disk = journal::last_of(&backlog, &replica);
+        let own = config.dir.join(&replica);
+        let lock = claim(&own).await?;
+        journal::adopt_legacy(&config.dir, &own);
+        let mine = journal::backlog(&own)?;
+        let on_disk = journal::last_of(&mine, &replica);
         let stored = store.audit_head(&replica).await?;
         let head = if on_disk.seq > stored.seq {
             on_disk
         } else {
             stored
         };
-        let waiting: u64 = backlog.iter().map(|p| count_lines(p)).sum();
         let journal = Arc::new(Journal::create(
-            &config.dir,
-            &backlog,
+            &own,
+            &mine,
             Chain {
                 key: config.key.clone(),
                 replica: replica.clone(),
                 head,
             },
         )?);
+        let mut backlog: VecDeque<Backlogged> = VecDeque::new();
+        for dir in journal::other_dirs(&config.dir, &own)? {
+            // A replica that is running holds its own lock; only orphans are claimed.
+            if let Some(l) = journal::try_lock_dir(&dir)? {
+                let l = Arc::new(l);
+                for path in journal::backlog(&dir)? {
+                    backlog.push_back(Backlogged {
+                        path,
+                        _claim: Some(l.clone()),
+                    });
+                }
+            }
+        }
+        backlog.extend(
+            mine.into_iter()
+                .map(|path| Backlogged { path, _claim: None }),
+        );
+        let waiting: u64 = backlog.iter().map(|b| count_lines(&b.path)).sum();
         let sink = match &config.jsonl {
             Some(target) => Some(JsonlSink::open(target)?),
             None => None,
@@ -109,8 +134,8 @@ impl AuditWriter {
         let mover = Mover {
             store,
             journal: journal.clone(),
-            rejected_file: config.dir.join(REJECTED_FILE),
-            backlog: backlog.into(),
+            rejected_file: own.join(REJECTED_FILE),
+            backlog,
             offset: 0,
             batch: config.batch.max(1),
             sink,
@@ -119,6 +144,7 @@ impl AuditWriter {
         };
         let task = tokio::spawn(mover.run(wake.clone(), rx));
         Ok(AuditWriter {
+            lock: Mutex::new(Some(lock)),
             journal,
             wake,
             ctl,
@@ -159,6 +185,10 @@ impl AuditWriter {
         if let Some(t) = task {
             let _ = t.await;
         }
+        // The journal is free for the next writer of this replica.
+        if let Ok(mut g) = self.lock.lock() {
+            g.take();
+        }
     }
 
     /// Records journaled but not yet in the store (0 when the store has them all).
@@ -178,6 +208,28 @@ impl AuditWriter {
     pub fn replica(&self) -> &str {
         &self.replica
     }
+}
+
+/// Claims `dir`, waiting a little for a process that is replaying it to finish.
+async fn claim(dir: &Path) -> Result<DirLock, StoreError> {
+    for _ in 0..50 {
+        if let Some(l) = journal::try_lock_dir(dir)? {
+            return Ok(l);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Err(StoreError::Data(format!(
+        "the audit journal {} is in use by another running gateway: give each gateway its own \
+         [audit] replica_id (or [store] spool_dir)",
+        dir.display()
+    )))
+}
+
+/// A journal file from before this start, and the claim on another replica's directory that
+/// it came from (released once its last file is replayed).
+struct Backlogged {
+    path: PathBuf,
+    _claim: Option<Arc<DirLock>>,
 }
 
 fn count_lines(p: &Path) -> u64 {
@@ -273,7 +325,7 @@ struct Mover {
     journal: Arc<Journal>,
     rejected_file: PathBuf,
     /// Closed files from before this start, oldest first; then the active segment.
-    backlog: VecDeque<PathBuf>,
+    backlog: VecDeque<Backlogged>,
     /// Bytes of the current file committed.
     offset: u64,
     batch: usize,
@@ -367,7 +419,7 @@ impl Mover {
     fn read_next(&mut self) -> Option<Pending> {
         loop {
             let (path, closed) = match self.backlog.front() {
-                Some(p) => (p.clone(), true),
+                Some(b) => (b.path.clone(), true),
                 None => {
                     let (_, p, _) = self.journal.active()?;
                     (p, false)

@@ -294,7 +294,21 @@ pub async fn replay_suite(store: &Store, spool: &std::path::Path) {
         }
     }
     text.push_str("{\"request_id\":\"torn");
-    std::fs::write(spool.join("audit-journal-000000000090.jsonl"), text).unwrap();
+    let own = spool.join("rep-a");
+    std::fs::write(own.join("audit-journal-000000000090.jsonl"), text).unwrap();
+    // What another replica left when it died (its lock went with it): replayed too.
+    let orphan_dir = spool.join("rep-z");
+    std::fs::create_dir_all(&orphan_dir).unwrap();
+    let mut orphan = record("orphan", "zed", "allowed", 650);
+    orphan.replica = "rep-z".into();
+    orphan.seq = 1;
+    orphan.seq_id = "0000000000650-rep-z-000000000001".into();
+    orphan.digest = audit::chain_digest(&ChainKey::new(KEY), "", &orphan);
+    std::fs::write(
+        orphan_dir.join("audit-journal-000000000001.jsonl"),
+        format!("{}\n", serde_json::to_string(&orphan).unwrap()),
+    )
+    .unwrap();
 
     let w = AuditWriter::spawn(store.clone(), config(spool))
         .await
@@ -314,16 +328,29 @@ pub async fn replay_suite(store: &Store, spool: &std::path::Path) {
             "crashed_0",
             "crashed_1",
             "crashed_2",
+            "orphan",
             "after_crash"
         ]
     );
-    assert_eq!(all[4].seq, 4);
-    let rejected = std::fs::read_to_string(spool.join("audit-spool.rejected")).unwrap();
+    assert_eq!(all[5].seq, 4);
+    let rejected = std::fs::read_to_string(own.join("audit-spool.rejected")).unwrap();
     assert_eq!(rejected, "this is not a record\n{\"request_id\":\"torn\n");
     assert!(!spool.join("audit-spool.jsonl").exists());
-    assert!(!spool.join("audit-journal-000000000090.jsonl").exists());
+    assert!(!own.join("audit-journal-000000000090.jsonl").exists());
+    assert!(!orphan_dir.join("audit-journal-000000000001.jsonl").exists());
+    // While a writer runs, its journal is its own: a second one for the same replica waits,
+    // then refuses, naming the fix.
+    let w = AuditWriter::spawn(store.clone(), config(spool))
+        .await
+        .unwrap();
+    let second = AuditWriter::spawn(store.clone(), config(spool)).await;
+    let err = second.err().unwrap().to_string();
+    assert!(err.contains("in use by another running gateway"), "{err}");
+    w.close().await;
     let report = store.audit_verify(&ChainKey::new(KEY), None).await.unwrap();
     assert!(report.ok(), "{report:?}");
     assert_eq!(report.legacy, 1);
     assert_eq!(report.chains[0].records, 4);
+    assert_eq!(report.chains[1].replica, "rep-z");
+    assert_eq!(report.chains[1].records, 1);
 }
