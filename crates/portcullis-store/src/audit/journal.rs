@@ -331,6 +331,16 @@ pub(crate) fn read_chunk(
 
 /// Appends unparsable `lines` of `from` to the rejected file and says so in the log.
 fn reject(rejected_file: &Path, from: &Path, lines: &[&[u8]]) -> std::io::Result<()> {
+    reject_records(rejected_file, from, lines, "not an audit record")
+}
+
+/// Appends `lines` of `from` to the rejected file and logs why they were set aside.
+pub(crate) fn reject_records(
+    rejected_file: &Path,
+    from: &Path,
+    lines: &[&[u8]],
+    why: &str,
+) -> std::io::Result<()> {
     let mut f = open_append(rejected_file)?;
     let mut buf = Vec::new();
     for l in lines {
@@ -344,7 +354,8 @@ fn reject(rejected_file: &Path, from: &Path, lines: &[&[u8]]) -> std::io::Result
         n = lines.len(),
         from = %from.display(),
         to = %rejected_file.display(),
-        "audit journal lines that are not records were moved aside; inspect them"
+        why,
+        "audit journal lines were moved aside; inspect them"
     );
     Ok(())
 }

@@ -349,29 +349,30 @@ impl Mover {
             if pending.is_none() {
                 pending = self.read_next();
             }
-            match &pending {
-                Some(p) if self.breaker.allows() => {
-                    match self.store.audit_insert(&p.records).await {
-                        Ok(()) => {
-                            if self.breaker.is_open() {
-                                tracing::info!("audit store is back; replaying the journal");
-                            }
-                            self.breaker.reset();
-                            self.offset = p.next_offset;
-                            self.counts
-                                .committed
-                                .fetch_add(p.records.len() as u64, Ordering::Relaxed);
-                            pending = None;
-                            continue;
-                        }
-                        Err(e) => {
-                            if !self.breaker.is_open() {
-                                tracing::warn!(alert = "audit_store_down", error = %e, "audit store unavailable; records wait in the journal on disk");
-                            }
-                            self.breaker.trip();
-                        }
+            match &mut pending {
+                Some(p) if self.breaker.allows() => match self.store.audit_insert(&p.records).await
+                {
+                    Ok(()) => {
+                        self.committed(p);
+                        pending = None;
+                        continue;
                     }
-                }
+                    // The database refused the data, not the connection: one record it will
+                    // never take must not hold back every record behind it.
+                    Err(StoreError::Db(sqlx::Error::Database(_)))
+                        if self.insert_singly(p).await =>
+                    {
+                        self.committed(p);
+                        pending = None;
+                        continue;
+                    }
+                    Err(e) => {
+                        if !self.breaker.is_open() {
+                            tracing::warn!(alert = "audit_store_down", error = %e, "audit store unavailable; records wait in the journal on disk");
+                        }
+                        self.breaker.trip();
+                    }
+                },
                 Some(_) => {}
                 None => {
                     // Nothing left to read: everything journaled is in the store.
@@ -411,6 +412,55 @@ impl Mover {
                     }
                 } => {}
             }
+        }
+    }
+
+    /// Marks batch `p` as in the store: its file offset moves past it.
+    fn committed(&mut self, p: &Pending) {
+        if self.breaker.is_open() {
+            tracing::info!("audit store is back; replaying the journal");
+        }
+        self.breaker.reset();
+        self.offset = p.next_offset;
+        self.counts
+            .committed
+            .fetch_add(p.records.len() as u64, Ordering::Relaxed);
+    }
+
+    /// Inserts `p`'s records one by one after the database refused the batch: a record it
+    /// refuses is moved to the rejected file (logged and counted), the rest go in. False when
+    /// the store fails otherwise (what is left stays pending; inserts are idempotent).
+    async fn insert_singly(&mut self, p: &mut Pending) -> bool {
+        while let Some(r) = p.records.first() {
+            match self.store.audit_insert(std::slice::from_ref(r)).await {
+                Ok(()) => {
+                    self.counts.committed.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(StoreError::Db(sqlx::Error::Database(e))) => {
+                    let line = serde_json::to_vec(r).unwrap_or_default();
+                    let path = self.journal_path_for_rejects();
+                    if let Err(io) = journal::reject_records(
+                        &self.rejected_file,
+                        &path,
+                        &[&line],
+                        &e.to_string(),
+                    ) {
+                        tracing::error!(alert = "audit_spool_failed", error = %io, record = %String::from_utf8_lossy(&line), "cannot set aside a record the store refused");
+                    }
+                    self.counts.rejected.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(_) => return false,
+            }
+            p.records.remove(0);
+        }
+        true
+    }
+
+    /// The file the current batch came from, for messages.
+    fn journal_path_for_rejects(&self) -> PathBuf {
+        match self.backlog.front() {
+            Some(b) => b.path.clone(),
+            None => self.journal.active().map(|(_, p, _)| p).unwrap_or_default(),
         }
     }
 
