@@ -278,3 +278,35 @@ fn without_a_key_nothing_is_claimed() {
         "{out}"
     );
 }
+
+#[test]
+fn a_secret_too_short_to_be_one_stops_the_gateway_naming_the_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gw.toml");
+    std::fs::write(&config, "[audit]\nhmac_key_env = \"SHORT_AUDIT_KEY\"\n").unwrap();
+    let out = Command::new(common::BIN)
+        .args([
+            "serve",
+            "--mock-upstream",
+            "--listen",
+            "127.0.0.1:0",
+            "--store",
+        ])
+        .arg(format!("sqlite://{}/gw.db", dir.path().display()))
+        .arg("--config")
+        .arg(&config)
+        .current_dir(dir.path())
+        .env("SHORT_AUDIT_KEY", "hunter2")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("the audit HMAC key in $SHORT_AUDIT_KEY is 7 bytes; use at least 32"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("hunter2"),
+        "the secret is never printed: {err}"
+    );
+}
