@@ -87,7 +87,9 @@ pub fn chain_digest(key: &ChainKey, prev: &str, r: &AuditRecord) -> String {
 /// A replica's position in its chain: the last sequence number and digest written.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ChainHead {
+    /// The last sequence number written (0: none yet).
     pub seq: i64,
+    /// That record's digest, which the next one is chained to.
     pub digest: String,
 }
 

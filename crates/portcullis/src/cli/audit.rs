@@ -7,6 +7,7 @@ use portcullis_store::audit::export::{CSV_HEADER, csv_row};
 use portcullis_store::{AuditFilter, AuditRecord};
 use std::io::Write;
 
+/// The `audit` subcommands; each takes the same `--config` and `--store` flags as `serve`.
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
     /// Print audit records, newest last.
@@ -97,12 +98,14 @@ impl FilterArgs {
     }
 }
 
+/// How `audit query` prints records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum QueryFormat {
     Table,
     Jsonl,
 }
 
+/// How `audit export` writes records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ExportFormat {
     Csv,
