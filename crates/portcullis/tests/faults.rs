@@ -273,7 +273,7 @@ fn journaled(spool: &std::path::Path) -> usize {
 /// A gateway on PostgreSQL through `proxy`, its schema, config, spool and HTTP client.
 struct PgGateway {
     /// Dropped with the gateway: the schema goes away.
-    _schema: PgSchema,
+    schema: PgSchema,
     proxy: FaultProxy,
     /// The store URL without the proxy, for the CLI.
     direct: String,
@@ -314,7 +314,7 @@ impl PgGateway {
             .build()
             .unwrap();
         PgGateway {
-            _schema: schema,
+            schema,
             proxy,
             direct,
             dir,
@@ -486,6 +486,28 @@ fn postgres_cut_keeps_answering_spools_the_audit_and_books_each_request_once() {
         let _ = p.0.wait();
     }
     gw.assert_each_once(&sent);
+
+    // Someone with database access rewrites a record from the outage: verify names it.
+    let victim = &sent[8];
+    let out = Command::new("psql")
+        .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-qc"])
+        .arg(format!(
+            "UPDATE {}.audit SET status = 503 WHERE request_id = '{victim}'",
+            gw.schema.0
+        ))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (ok, out) = gw.verify();
+    assert!(!ok, "an altered row must fail verification: {out}");
+    assert!(
+        out.contains(&format!("(request {victim}) was altered")),
+        "{out}"
+    );
 }
 
 #[test]
