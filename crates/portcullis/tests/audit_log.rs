@@ -277,6 +277,12 @@ fn without_a_key_nothing_is_claimed() {
         out.contains("no key: $PORTCULLIS_NO_SUCH_KEY is not set"),
         "{out}"
     );
+    let out = gw.cli_output(&["audit", "prune", "--before", "0d"]);
+    assert!(
+        !out.status.success(),
+        "no anchor is written without the key"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no key"));
 }
 
 #[test]

@@ -222,6 +222,15 @@ pub async fn run(a: AuditCommand) -> Result<(), BoxError> {
         AuditCommand::Prune { store, before } => {
             let config = load(store.config.as_ref(), store.store)?;
             let key = config.audit.chain_key()?;
+            if !key.is_set() {
+                // An anchor without the key's MAC would make every later verify fail.
+                return Err(format!(
+                    "no key: ${} is not set; prune writes an anchor MACed with the audit \
+                     secret, so run it with the secret the gateway writes with",
+                    config.audit.hmac_key_env
+                )
+                .into());
+            }
             let before_ms = parse_since(&before, portcullis_store::now_ms())?;
             let store = super::open_store(&config).await?;
             let r = store.audit_prune(&key, before_ms).await?;
