@@ -12,7 +12,8 @@
 //! - [`keys`]: `pk-…` keys stored as SHA-256 hashes, made only from the OS random source.
 //! - [`key_cache`]: the authentication cache — hits and misses kept briefly, one query per key
 //!   at a time, at most half the pool busy with lookups.
-//! - [`audit`]: records, queries, the tamper-evident digest chain, the spooling [`AuditWriter`].
+//! - [`audit`]: records, queries, the per-replica keyed chain and its verification, the
+//!   journaling [`AuditWriter`], retention behind anchors, CSV/JSON-lines export.
 //! - [`ledger`]: spend per request, totals per scope and period, reports.
 //! - [`responses`]: which gateway key created each stored Responses-API response.
 //! - [`redteam`]: red-team runs — what each measured and whether it met its thresholds.
@@ -27,7 +28,10 @@ mod migrate;
 pub mod redteam;
 pub mod responses;
 
-pub use audit::{AuditFilter, AuditRecord, AuditWriter, SpoolConfig};
+pub use audit::{
+    AuditFilter, AuditRecord, AuditWriter, ChainKey, ChainReport, PruneReport, SpoolConfig,
+    VerifyError, VerifyReport,
+};
 pub use key_cache::CacheClock;
 pub use keys::{CreatedKey, KeyRecord, NewKey};
 pub use kills::{Kill, KillScope};
@@ -236,28 +240,6 @@ pub(crate) fn random_with<const N: usize>(fill: Fill) -> Result<[u8; N], StoreEr
     Ok(b)
 }
 
-/// `N` random bytes from the OS, or [`StoreError::Rng`].
-pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N], StoreError> {
-    random_with(getrandom::fill)
-}
-
-/// A tag of `N` bytes (hex) unique with overwhelming odds, for ids that are not secrets (audit
-/// writers, overflow records): random if the OS source answers, else derived from the clock,
-/// the process id and a counter — so ids keep working, and nothing secret relies on them.
-pub(crate) fn unique_tag<const N: usize>() -> String {
-    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    match random_bytes::<N>() {
-        Ok(b) => hex::encode(b),
-        Err(_) => {
-            use sha2::Digest;
-            let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let seed = format!("{}:{}:{n}", now_ms(), std::process::id());
-            let h = sha2::Sha256::digest(seed.as_bytes());
-            hex::encode(&h[..N.min(32)])
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -271,8 +253,6 @@ mod tests {
             Ok(())
         };
         assert_eq!(random_with::<3>(sevens).unwrap(), [7, 7, 7]);
-        assert_ne!(random_bytes::<16>().unwrap(), [0; 16]);
-        assert_eq!(unique_tag::<4>().len(), 8);
     }
 
     #[test]

@@ -95,6 +95,19 @@ CREATE TABLE IF NOT EXISTS kills (
     created_ms BIGINT NOT NULL,
     PRIMARY KEY (scope, target)
 );
+CREATE TABLE IF NOT EXISTS audit_heads (
+    replica TEXT PRIMARY KEY,
+    seq BIGINT NOT NULL,
+    digest TEXT NOT NULL,
+    time_ms BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audit_anchors (
+    replica TEXT PRIMARY KEY,
+    seq BIGINT NOT NULL,
+    digest TEXT NOT NULL,
+    mac TEXT NOT NULL,
+    time_ms BIGINT NOT NULL
+);
 "#;
 
 /// Columns added after the first release: `(table, column, declaration)`. Append only.
@@ -104,10 +117,15 @@ const ADDED: &[(&str, &str, &str)] = &[
     ("keys", "expires_ms", "BIGINT"),
     ("keys", "prev_hash", "TEXT"),
     ("keys", "prev_until_ms", "BIGINT"),
+    ("audit", "replica", "TEXT"),
+    ("audit", "seq", "BIGINT"),
 ];
 
 /// Statements that need the added columns (run after them). Append only.
-const AFTER_ADDED: &[&str] = &["CREATE INDEX IF NOT EXISTS keys_prev_hash ON keys (prev_hash)"];
+const AFTER_ADDED: &[&str] = &[
+    "CREATE INDEX IF NOT EXISTS keys_prev_hash ON keys (prev_hash)",
+    "CREATE INDEX IF NOT EXISTS audit_chain ON audit (replica, seq)",
+];
 
 /// Brings the schema behind `pool` up to date.
 pub(crate) async fn run(pool: &AnyPool, backend: Backend) -> Result<(), StoreError> {

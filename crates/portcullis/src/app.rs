@@ -50,6 +50,8 @@ pub enum StartError {
     Guard(#[from] crate::guards::BuildError),
     #[error("kill switch: {0}")]
     Kill(String),
+    #[error("audit: {0}")]
+    Audit(String),
 }
 
 impl App {
@@ -68,13 +70,11 @@ impl App {
                 url: crate::http::redact_url(&config.store.url),
                 message: crate::http::redact_in(&e.to_string(), &config.store.url),
             })?;
-        let audit = Arc::new(AuditWriter::spawn(
-            store.clone(),
-            portcullis_store::SpoolConfig {
-                dir: config.store.spool_dir.clone().into(),
-                ..Default::default()
-            },
-        ));
+        let audit = Arc::new(
+            crate::audit_log::start(&config, &store)
+                .await
+                .map_err(StartError::Audit)?,
+        );
         let schemas = crate::structured::Schemas::load(&config.output.schema, &config.source)?;
         let pipeline = crate::guards::build(&config, &upstream)?;
         let text_pipeline = Arc::new(crate::guards::build_text(&config, &upstream)?);

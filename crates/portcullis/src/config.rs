@@ -57,6 +57,7 @@ pub struct Config {
     pub alerts: crate::anomaly::AlertsConfig,
     pub admin: crate::admin::AdminConfig,
     pub output: OutputConfig,
+    pub audit: crate::audit_log::AuditConfig,
     /// Where the config came from, for messages (`<defaults>` when no file).
     #[serde(skip)]
     pub source: String,
@@ -478,6 +479,7 @@ impl Config {
                 "must be at least 1",
             ));
         }
+        self.audit.validate(&src)?;
         Ok(())
     }
 }

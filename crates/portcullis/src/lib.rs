@@ -10,7 +10,8 @@
 //! - [`app`]: the running gateway, built once from config and shared by requests.
 //! - The rooms a request passes through: [`auth`] (who is calling), [`guards`] (the pipeline
 //!   built from config), [`books`] (admission, budgets, cost), [`upstream`] (the provider
-//!   client, its SSE framing, its moderation endpoint), [`audit`] (the record of a request).
+//!   client, its SSE framing, its moderation endpoint), [`audit`] (the record of a request),
+//!   [`audit_log`] (the `[audit]` section: chain key, replica, sinks, retention).
 //! - Below them all: [`config`] (the TOML file), [`http`] (shared HTTP shapes), [`metrics`]
 //!   and [`anomaly`] (what operators watch).
 //! - [`structured`]: the JSON Schema an answer must match (policy or request), and the check.
@@ -25,6 +26,7 @@ pub mod admin;
 pub mod anomaly;
 pub mod app;
 pub mod audit;
+pub mod audit_log;
 pub mod auth;
 pub mod books;
 pub mod cli;

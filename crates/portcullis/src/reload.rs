@@ -85,6 +85,10 @@ pub fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
     if !same(&old.admin, &new.admin) {
         keys.push("[admin]");
     }
+    // The audit writer (journal, chain key, sinks) carries over a reload as it started.
+    if !same(&old.audit, &new.audit) {
+        keys.push("[audit]");
+    }
     keys
 }
 

@@ -7,8 +7,9 @@
 //!   admission; `fail_closed` refuses with 503 `limits_unavailable`; both check limits from
 //!   Redis again once it is back.
 //! - PostgreSQL (keys, audit log) cut: requests with a cached key keep being answered, their
-//!   audit records wait in the spool on disk, and once the database is back every request
-//!   sent has exactly one record.
+//!   audit records wait in the journal on disk, and once the database is back every request
+//!   sent has exactly one record and `audit verify` proves the chain; the same after a
+//!   `kill -9` of the gateway with records in the journal.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -242,83 +243,207 @@ fn create_key(store: &str, user: &str) -> String {
         .to_owned()
 }
 
+/// Records waiting in the gateway's audit journals under `spool` (one directory per replica:
+/// lines of every segment).
+fn journaled(spool: &std::path::Path) -> usize {
+    let Ok(dirs) = std::fs::read_dir(spool) else {
+        return 0;
+    };
+    let mut n = 0;
+    for dir in dirs.filter_map(|e| e.ok()).filter(|e| e.path().is_dir()) {
+        for f in std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+        {
+            if f.file_name()
+                .to_str()
+                .is_some_and(|n| n.starts_with("audit-journal-"))
+            {
+                n += std::fs::read_to_string(f.path())
+                    .unwrap_or_default()
+                    .lines()
+                    .filter(|l| !l.trim().is_empty())
+                    .count();
+            }
+        }
+    }
+    n
+}
+
+/// A gateway on PostgreSQL through `proxy`, its schema, config, spool and HTTP client.
+struct PgGateway {
+    /// Dropped with the gateway: the schema goes away.
+    schema: PgSchema,
+    proxy: FaultProxy,
+    /// The store URL without the proxy, for the CLI.
+    direct: String,
+    dir: tempfile::TempDir,
+    config: std::path::PathBuf,
+    spool: std::path::PathBuf,
+    base: String,
+    client: reqwest::blocking::Client,
+    proc: Option<Proc>,
+}
+
+impl PgGateway {
+    fn new(tag: &str) -> PgGateway {
+        let schema = PgSchema(unique(tag));
+        let proxy = FaultProxy::start(5432);
+        let direct = format!(
+            "postgres://postgres@127.0.0.1:5432/test?schema={}",
+            schema.0
+        );
+        let through = format!(
+            "postgres://postgres@127.0.0.1:{}/test?schema={}",
+            proxy.port, schema.0
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let spool = dir.path().join("spool");
+        let config = dir.path().join("gw.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[store]\nurl = \"{through}\"\nspool_dir = \"{}\"\n[audit]\nreplica_id = \"pg-gw\"\n",
+                spool.display()
+            ),
+        )
+        .unwrap();
+        common::tls();
+        let client = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap();
+        PgGateway {
+            schema,
+            proxy,
+            direct,
+            dir,
+            config,
+            spool,
+            base: String::new(),
+            client,
+            proc: None,
+        }
+    }
+
+    /// Starts the gateway (the store must be reachable) and waits until it is ready.
+    fn launch(&mut self) {
+        let port = free_port();
+        let mut child = Command::new(BIN)
+            .args([
+                "serve",
+                "--mock-upstream",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--config",
+            ])
+            .arg(&self.config)
+            .current_dir(self.dir.path())
+            .env("PORTCULLIS_LOG", "warn")
+            .env("PORTCULLIS_AUDIT_KEY", common::AUDIT_KEY)
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.base = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !self
+            .client
+            .get(format!("{}/readyz", self.base))
+            .send()
+            .is_ok_and(|r| r.status().is_success())
+        {
+            assert!(child.try_wait().unwrap().is_none(), "the gateway exited");
+            assert!(
+                Instant::now() < deadline,
+                "the gateway did not become ready"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.proc = Some(Proc(child));
+    }
+
+    fn chat(&self, key: &str, text: &str) -> Answer {
+        chat(&self.client, &self.base, key, text)
+    }
+
+    /// Waits until the journal holds at least `n` records.
+    fn wait_journaled(&self, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while journaled(&self.spool) < n {
+            assert!(
+                Instant::now() < deadline,
+                "{} of {n} audit records journaled while the store was cut",
+                journaled(&self.spool)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// `portcullis audit verify` on the store directly: (success, stdout and stderr).
+    fn verify(&self) -> (bool, String) {
+        let out = Command::new(BIN)
+            .args(["audit", "verify", "--store", &self.direct, "--config"])
+            .arg(&self.config)
+            .env("PORTCULLIS_AUDIT_KEY", common::AUDIT_KEY)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    }
+
+    /// Asserts that the store holds exactly one record for each of `sent`, and that the
+    /// chain verifies.
+    fn assert_each_once(&self, sent: &[String]) {
+        let counts = audit_counts(&self.direct);
+        let twice: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
+        assert!(
+            twice.is_empty(),
+            "requests recorded more than once: {twice:?}"
+        );
+        let recorded: BTreeSet<&String> = counts.keys().collect();
+        let expected: BTreeSet<&String> = sent.iter().collect();
+        assert_eq!(expected.len(), sent.len(), "request ids are unique");
+        assert_eq!(
+            recorded, expected,
+            "exactly the requests sent are in the audit log"
+        );
+        let (ok, out) = self.verify();
+        assert!(ok, "audit verify failed: {out}");
+        assert!(
+            out.contains(&format!("replica pg-gw: ok, {} records", sent.len())),
+            "{out}"
+        );
+    }
+}
+
 #[test]
 fn postgres_cut_keeps_answering_spools_the_audit_and_books_each_request_once() {
-    let schema = PgSchema(unique("pg"));
-    let proxy = FaultProxy::start(5432);
-    let direct = format!(
-        "postgres://postgres@127.0.0.1:5432/test?schema={}",
-        schema.0
-    );
-    let through = format!(
-        "postgres://postgres@127.0.0.1:{}/test?schema={}",
-        proxy.port, schema.0
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let spool = dir.path().join("spool");
-    let config = dir.path().join("gw.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[store]\nurl = \"{through}\"\nspool_dir = \"{}\"\n",
-            spool.display()
-        ),
-    )
-    .unwrap();
-    let warm_key = create_key(&direct, "warm");
-    let key = create_key(&direct, "during");
-
-    let port = free_port();
-    let mut child = Command::new(BIN)
-        .args([
-            "serve",
-            "--mock-upstream",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--config",
-        ])
-        .arg(&config)
-        .current_dir(dir.path())
-        .env("PORTCULLIS_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
-    common::tls();
-    let client = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !client
-        .get(format!("{base}/readyz"))
-        .send()
-        .is_ok_and(|r| r.status().is_success())
-    {
-        assert!(child.try_wait().unwrap().is_none(), "the gateway exited");
-        assert!(
-            Instant::now() < deadline,
-            "the gateway did not become ready"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let mut gateway = Proc(child);
+    let mut gw = PgGateway::new("pg");
+    let warm_key = create_key(&gw.direct, "warm");
+    let key = create_key(&gw.direct, "during");
+    gw.launch();
 
     let mut sent = Vec::new();
     for i in 0..5 {
-        let a = chat(&client, &base, &warm_key, &format!("warm {i}"));
+        let a = gw.chat(&warm_key, &format!("warm {i}"));
         assert_eq!(a.status, 200, "{}", a.body);
         sent.push(a.request_id);
     }
     // The key used during the outage is looked up now, so the cut finds it cached.
-    let a = chat(&client, &base, &key, "looked up");
+    let a = gw.chat(&key, "looked up");
     assert_eq!(a.status, 200, "{}", a.body);
     sent.push(a.request_id);
 
-    proxy.cut();
+    gw.proxy.cut();
     let during = 8;
     for i in 0..during {
-        let a = chat(&client, &base, &key, &format!("during the outage {i}"));
+        let a = gw.chat(&key, &format!("during the outage {i}"));
         assert_eq!(
             a.status, 200,
             "a cached key is served while the store is cut: {}",
@@ -327,52 +452,112 @@ fn postgres_cut_keeps_answering_spools_the_audit_and_books_each_request_once() {
         sent.push(a.request_id);
     }
     // The records of those requests cannot reach the database: they wait on disk.
-    let spool_file = spool.join("audit-spool.jsonl");
+    gw.wait_journaled(during);
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !spool_file.exists() {
+    while gw.proxy.refused() == 0 {
         assert!(
             Instant::now() < deadline,
-            "no audit record was spooled while the store was cut"
+            "the gateway never tried the store during the cut"
         );
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(50));
     }
-    assert!(
-        proxy.refused() > 0,
-        "the gateway tried the store during the cut"
-    );
 
-    proxy.restore();
-    let expected: BTreeSet<&String> = sent.iter().collect();
-    assert_eq!(expected.len(), sent.len(), "request ids are unique");
+    gw.proxy.restore();
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
-        let counts = audit_counts(&direct);
-        let total: usize = counts.values().sum();
-        if total >= sent.len() && !spool_file.exists() {
+        let total: usize = audit_counts(&gw.direct).values().sum();
+        if total >= sent.len() && journaled(&gw.spool) == 0 {
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "the spool was not replayed: {total} of {} records in the store",
+            "the journal was not replayed: {total} of {} records in the store",
             sent.len()
         );
         std::thread::sleep(Duration::from_millis(200));
     }
 
     // Stop the gateway (SIGTERM: its audit writer drains), then count once more.
-    let _ = Command::new("kill")
-        .args(["-TERM", &gateway.0.id().to_string()])
-        .status();
-    let _ = gateway.0.wait();
-    let counts = audit_counts(&direct);
-    let twice: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
+    if let Some(p) = gw.proc.take() {
+        let _ = Command::new("kill")
+            .args(["-TERM", &p.0.id().to_string()])
+            .status();
+        let mut p = p;
+        let _ = p.0.wait();
+    }
+    gw.assert_each_once(&sent);
+
+    // Someone with database access rewrites a record from the outage: verify names it.
+    let victim = &sent[8];
+    let out = Command::new("psql")
+        .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-qc"])
+        .arg(format!(
+            "UPDATE {}.audit SET status = 503 WHERE request_id = '{victim}'",
+            gw.schema.0
+        ))
+        .output()
+        .unwrap();
     assert!(
-        twice.is_empty(),
-        "requests recorded more than once: {twice:?}"
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
-    let recorded: BTreeSet<&String> = counts.keys().collect();
-    assert_eq!(
-        recorded, expected,
-        "exactly the requests sent are in the audit log"
+    let (ok, out) = gw.verify();
+    assert!(!ok, "an altered row must fail verification: {out}");
+    assert!(
+        out.contains(&format!("(request {victim}) was altered")),
+        "{out}"
     );
+}
+
+#[test]
+fn kill_9_with_records_in_the_journal_loses_none_and_doubles_none() {
+    let mut gw = PgGateway::new("kill");
+    let key = create_key(&gw.direct, "k9");
+    gw.launch();
+    let mut sent = Vec::new();
+    for i in 0..3 {
+        let a = gw.chat(&key, &format!("before {i}"));
+        assert_eq!(a.status, 200, "{}", a.body);
+        sent.push(a.request_id);
+    }
+    // With the store cut, records can only be in the journal when the process dies.
+    gw.proxy.cut();
+    for i in 0..6 {
+        let a = gw.chat(&key, &format!("journaled {i}"));
+        assert_eq!(a.status, 200, "{}", a.body);
+        sent.push(a.request_id);
+    }
+    gw.wait_journaled(6);
+    drop(gw.proc.take()); // SIGKILL: no drain, no shutdown
+    assert!(journaled(&gw.spool) >= 6, "the journal survives the kill");
+    gw.proxy.restore();
+
+    // The next start replays the journal, and the chain goes on from where it stopped.
+    gw.launch();
+    for i in 0..2 {
+        let a = gw.chat(&key, &format!("after {i}"));
+        assert_eq!(a.status, 200, "{}", a.body);
+        sent.push(a.request_id);
+    }
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while audit_counts(&gw.direct).values().sum::<usize>() < sent.len() {
+        assert!(
+            Instant::now() < deadline,
+            "the journal was not replayed after the restart"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Killed again right after the replay: whatever is still in the journal is already in
+    // the store, and replaying it once more must not double it.
+    drop(gw.proc.take());
+    gw.launch();
+    if let Some(mut p) = gw.proc.take() {
+        let _ = Command::new("kill")
+            .args(["-TERM", &p.0.id().to_string()])
+            .status();
+        let _ = p.0.wait();
+    }
+    assert_eq!(journaled(&gw.spool), 0, "a clean stop leaves no journal");
+    gw.assert_each_once(&sent);
 }

@@ -12,7 +12,7 @@ mod migration;
 mod redteam;
 mod responses;
 
-use audit_log::audit_suite;
+use audit_log::{audit_suite, replay_suite};
 use keys::{key_cache_suite, keys_suite};
 use ledger::ledger_suite;
 use migration::migration_suite;
@@ -105,7 +105,18 @@ mod sqlite {
     #[tokio::test]
     async fn audit() {
         let d = tempfile::tempdir().unwrap();
-        audit_suite(&open(&url(&d)).await.unwrap(), &d.path().join("spool")).await;
+        let store = open(&url(&d)).await.unwrap();
+        let raw = audit_log::Raw {
+            pool: sqlx::AnyPool::connect(&url(&d)).await.unwrap(),
+            table: "audit".into(),
+        };
+        audit_suite(&store, &d.path().join("spool"), &raw).await;
+    }
+
+    #[tokio::test]
+    async fn audit_journal_replay() {
+        let d = tempfile::tempdir().unwrap();
+        replay_suite(&open(&url(&d)).await.unwrap(), &d.path().join("spool")).await;
     }
 
     #[tokio::test]
@@ -159,6 +170,41 @@ mod postgres {
     use super::*;
 
     #[tokio::test]
+    async fn a_record_the_database_refuses_is_set_aside_without_holding_back_the_rest() {
+        let schema = PgSchema::new();
+        let store = open(&schema.url()).await.unwrap();
+        let d = tempfile::tempdir().unwrap();
+        let w = AuditWriter::spawn(
+            store.clone(),
+            SpoolConfig {
+                dir: d.path().to_owned(),
+                replica: "rep-p".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        w.submit(record("ok_1", "u", "allowed", 1));
+        // PostgreSQL text cannot hold NUL: the database refuses this row, whatever the retry.
+        w.submit(record("bad\0nul", "u", "allowed", 2));
+        w.submit(record("ok_2", "u", "allowed", 3));
+        w.flush().await;
+        assert_eq!(w.rejected(), 1);
+        assert_eq!(
+            w.spooled(),
+            0,
+            "nothing is left waiting behind the bad record"
+        );
+        w.close().await;
+        let all = store.audit_query(&AuditFilter::default()).await.unwrap();
+        let ids: Vec<&str> = all.iter().map(|r| r.request_id.as_str()).collect();
+        assert_eq!(ids, ["ok_1", "ok_2"]);
+        let rejected =
+            std::fs::read_to_string(d.path().join("rep-p").join("audit-spool.rejected")).unwrap();
+        assert!(rejected.contains("bad\\u0000nul"), "{rejected}");
+    }
+
+    #[tokio::test]
     async fn keys() {
         let s = PgSchema::new();
         keys_suite(
@@ -173,7 +219,12 @@ mod postgres {
     async fn audit() {
         let s = PgSchema::new();
         let d = tempfile::tempdir().unwrap();
-        audit_suite(&open(&s.url()).await.unwrap(), &d.path().join("spool")).await;
+        let store = open(&s.url()).await.unwrap();
+        let raw = audit_log::Raw {
+            pool: sqlx::AnyPool::connect(PG).await.unwrap(),
+            table: format!("{}.audit", s.name),
+        };
+        audit_suite(&store, &d.path().join("spool"), &raw).await;
     }
 
     #[tokio::test]
@@ -267,7 +318,9 @@ mod postgres {
                 dir: d.path().to_owned(),
                 ..Default::default()
             },
-        );
+        )
+        .await
+        .unwrap();
         w.submit(record("before", "u", "allowed", 1));
         w.flush().await;
         proxy.cut.store(true, Ordering::SeqCst);

@@ -14,6 +14,9 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_portcullis");
 
+/// The audit chain's secret every test gateway and command runs with (`PORTCULLIS_AUDIT_KEY`).
+pub const AUDIT_KEY: &str = "test-audit-key-0123456789abcdef0123456789";
+
 /// A loopback port nobody listens on right now.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -152,6 +155,7 @@ impl Gateway {
         let mut child = cmd
             .current_dir(self.dir.path())
             .env("OPENAI_API_KEY", "sk-provider-secret")
+            .env("PORTCULLIS_AUDIT_KEY", AUDIT_KEY)
             .env("PORTCULLIS_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -171,20 +175,38 @@ impl Gateway {
         }
     }
 
+    /// Kills the gateway process outright (SIGKILL: no drain, no shutdown) and waits for it.
+    pub fn kill9(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            let _ = p.0.kill();
+            let _ = p.0.wait();
+        }
+    }
+
+    /// Starts the gateway again (after `stop` or `kill9`), keeping its store and spool.
+    pub fn relaunch(&mut self, upstream: Option<&str>) {
+        self.launch(upstream);
+    }
+
     /// Restarts the gateway against `upstream`, keeping its store.
     pub fn restart(&mut self, upstream: Option<&str>) {
         self.stop();
         self.launch(upstream);
     }
 
-    /// Runs `portcullis` with this gateway's store; returns stdout.
-    pub fn cli(&self, args: &[&str]) -> String {
+    /// Runs `portcullis` with this gateway's store and config; whatever the outcome.
+    pub fn cli_output(&self, args: &[&str]) -> std::process::Output {
         let mut cmd = Command::new(BIN);
         cmd.args(args).args(["--store", &self.store]);
         if let Some(c) = &self.config {
             cmd.arg("--config").arg(c);
         }
-        let out = cmd.output().unwrap();
+        cmd.env("PORTCULLIS_AUDIT_KEY", AUDIT_KEY).output().unwrap()
+    }
+
+    /// Runs `portcullis` with this gateway's store; returns stdout.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = self.cli_output(args);
         assert!(
             out.status.success(),
             "portcullis {args:?} failed: {}",
