@@ -31,6 +31,8 @@ pub struct App {
     pub kills: Arc<crate::kill::KillSwitch>,
     /// Bounds the guard work running on the blocking pool at once.
     pub heavy: Arc<tokio::sync::Semaphore>,
+    /// Who may read `/metrics` (`[metrics] token_env`).
+    pub scrape: Arc<crate::scrape::ScrapeGate>,
 }
 
 /// Why the gateway could not start.
@@ -48,6 +50,8 @@ pub enum StartError {
     Guard(#[from] crate::guards::BuildError),
     #[error("kill switch: {0}")]
     Kill(String),
+    #[error(transparent)]
+    Scrape(#[from] crate::scrape::ScrapeTokenError),
 }
 
 impl App {
@@ -79,6 +83,7 @@ impl App {
             .await
             .ok();
         let metrics = Arc::new(crate::metrics::Metrics::default());
+        let scrape = Arc::new(crate::scrape::ScrapeGate::from_config(&config.metrics)?);
         let limiter = portcullis_limits::limiter_from_url(
             &config.limits.url,
             &config.limits.prefix,
@@ -124,6 +129,7 @@ impl App {
             failed_auths,
             kills,
             heavy: Arc::new(tokio::sync::Semaphore::new(cores)),
+            scrape,
             config,
             pipeline: Arc::new(pipeline),
             text_pipeline,
@@ -176,6 +182,7 @@ impl App {
             failed_auths,
             kills: self.kills.clone(),
             heavy: self.heavy.clone(),
+            scrape: self.scrape.clone(),
         })
     }
 

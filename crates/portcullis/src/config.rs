@@ -56,6 +56,7 @@ pub struct Config {
     pub grounding: Section<portcullis_grounding::GroundingConfig>,
     pub alerts: crate::anomaly::AlertsConfig,
     pub admin: crate::admin::AdminConfig,
+    pub metrics: crate::scrape::MetricsConfig,
     /// Where the config came from, for messages (`<defaults>` when no file).
     #[serde(skip)]
     pub source: String,

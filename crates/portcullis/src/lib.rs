@@ -39,6 +39,7 @@ pub mod redteam;
 pub mod reload;
 pub mod routes;
 pub mod scan;
+pub mod scrape;
 pub mod server;
 pub mod traffic;
 pub mod upstream;

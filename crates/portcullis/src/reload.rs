@@ -85,6 +85,9 @@ pub fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
     if !same(&old.admin, &new.admin) {
         keys.push("[admin]");
     }
+    if old.metrics != new.metrics {
+        keys.push("[metrics]");
+    }
     keys
 }
 
