@@ -112,6 +112,19 @@ pub struct Metrics {
     last_logged: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
 
+/// The alert kinds the gateway raises, exported at 0 from the start so that rules on
+/// `increase(portcullis_alerts_total[…])` see the first one.
+pub const ALERT_KINDS: [&str; 8] = [
+    "budget_soft_limit",
+    "guard_unavailable",
+    "key_store_unavailable",
+    "ledger_unavailable",
+    "limits_backend_down",
+    "response_owner_unrecorded",
+    "response_store_unavailable",
+    "user_flag_burst",
+];
+
 /// Shortest gap between two log lines of one alert kind.
 pub const ALERT_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -138,6 +151,9 @@ impl Default for Metrics {
         );
         let alerts = Family::<KindLabels, Counter>::default();
         r.register("alerts", "Alerts raised, by kind", alerts.clone());
+        for kind in ALERT_KINDS {
+            alerts.get_or_create(&KindLabels { kind: kind.into() });
+        }
         let tokens = Family::<TokenLabels, Counter>::default();
         r.register(
             "tokens",

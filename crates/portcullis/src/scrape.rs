@@ -82,7 +82,12 @@ pub async fn handler(app: &App, headers: &HeaderMap) -> Response {
         app.metrics.backend(backend, ok);
     }
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        // prometheus-client writes OpenMetrics text (counter families typed without their
+        // `_total`, a closing `# EOF`), so say so: Prometheus then keeps the types and units.
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         app.metrics.render(),
     )
         .into_response()

@@ -146,7 +146,8 @@ fn repeated_flags_from_one_user_raise_an_alert_and_findings_are_counted() {
         400
     );
     assert!(
-        !gw.metrics().contains("user_flag_burst"),
+        gw.metrics()
+            .contains("portcullis_alerts_total{kind=\"user_flag_burst\"} 0"),
         "one flag is not a burst"
     );
     assert_eq!(

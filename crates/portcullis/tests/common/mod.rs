@@ -100,6 +100,8 @@ pub struct Gateway {
     pub dir: tempfile::TempDir,
     pub store: String,
     pub config: Option<PathBuf>,
+    /// Extra environment variables of the gateway process.
+    pub env: Vec<(String, String)>,
     proc: Option<Proc>,
 }
 
@@ -107,6 +109,15 @@ impl Gateway {
     /// A gateway in front of `upstream` (a URL, or `None` for the built-in mock), with an
     /// optional config file body.
     pub fn start(upstream: Option<&str>, config: Option<&str>) -> Gateway {
+        Gateway::start_with_env(upstream, config, &[])
+    }
+
+    /// [`Gateway::start`] with extra environment variables for the gateway process.
+    pub fn start_with_env(
+        upstream: Option<&str>,
+        config: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> Gateway {
         let dir = tempfile::tempdir().unwrap();
         let store = format!("sqlite://{}/gw.db", dir.path().display());
         let config_path = config.map(|text| {
@@ -125,6 +136,10 @@ impl Gateway {
             dir,
             store,
             config: config_path,
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
             proc: None,
         };
         g.key = g.create_key(&["--user", "alice", "--team", "research"]);
@@ -153,6 +168,7 @@ impl Gateway {
             .current_dir(self.dir.path())
             .env("OPENAI_API_KEY", "sk-provider-secret")
             .env("PORTCULLIS_LOG", "warn")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
