@@ -5,6 +5,7 @@
 use portcullis_store::*;
 use std::time::Duration;
 
+mod alerts;
 mod audit_log;
 mod keys;
 mod ledger;
@@ -12,6 +13,7 @@ mod migration;
 mod redteam;
 mod responses;
 
+use alerts::alerts_suite;
 use audit_log::audit_suite;
 use keys::{key_cache_suite, keys_suite};
 use ledger::ledger_suite;
@@ -97,6 +99,12 @@ mod sqlite {
     }
 
     #[tokio::test]
+    async fn alerts() {
+        let d = tempfile::tempdir().unwrap();
+        alerts_suite(&open(&url(&d)).await.unwrap()).await;
+    }
+
+    #[tokio::test]
     async fn keys() {
         let d = tempfile::tempdir().unwrap();
         keys_suite(&open(&url(&d)).await.unwrap()).await;
@@ -157,6 +165,12 @@ mod sqlite {
 
 mod postgres {
     use super::*;
+
+    #[tokio::test]
+    async fn alerts() {
+        let s = PgSchema::new();
+        alerts_suite(&open(&s.url()).await.unwrap()).await;
+    }
 
     #[tokio::test]
     async fn keys() {
