@@ -238,16 +238,21 @@ fn record(app: &App, trail: Trail, ctx: &Context, verdict: Verdict) {
             .flags
             .record(&ctx.principal.user, std::time::Instant::now())
     {
-        m.alert(
+        m.alert_about(
             "user_flag_burst",
+            &ctx.principal.user,
             &format!(
                 "user '{}' had {n} flagged or blocked requests within {} s",
                 ctx.principal.user, app.config.alerts.window_s
             ),
+            serde_json::json!({"flagged": n, "window_s": app.config.alerts.window_s}),
         );
     }
     let record = trail.into_record(ctx, verdict);
     m.observe_request(&record);
+    for f in app.detectors.observe(&record, std::time::Instant::now()) {
+        m.alert_about(f.kind, &f.subject, &f.message, f.details);
+    }
     app.audit.submit(record);
 }
 

@@ -107,6 +107,9 @@ pub struct Metrics {
     pub upstream_errors: Family<CodeLabels, Counter>,
     pub limit_refusals: Family<CodeLabels, Counter>,
     pub backend_up: Family<BackendLabels, Gauge>,
+    pub alert_deliveries: crate::notify::Deliveries,
+    /// Where alerts go beyond the log and the counter (set once the runtime is up).
+    notifier: std::sync::OnceLock<crate::notify::Notifier>,
     /// When each alert kind was last logged: during an outage the counter counts every
     /// event, the log says so once per [`ALERT_LOG_EVERY`].
     last_logged: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
@@ -114,14 +117,17 @@ pub struct Metrics {
 
 /// The alert kinds the gateway raises, exported at 0 from the start so that rules on
 /// `increase(portcullis_alerts_total[…])` see the first one.
-pub const ALERT_KINDS: [&str; 8] = [
+pub const ALERT_KINDS: [&str; 11] = [
     "budget_soft_limit",
+    "error_rate",
     "guard_unavailable",
     "key_store_unavailable",
     "ledger_unavailable",
     "limits_backend_down",
     "response_owner_unrecorded",
     "response_store_unavailable",
+    "token_spike",
+    "upstream_latency",
     "user_flag_burst",
 ];
 
@@ -152,7 +158,7 @@ impl Default for Metrics {
         let alerts = Family::<KindLabels, Counter>::default();
         r.register("alerts", "Alerts raised, by kind", alerts.clone());
         for kind in ALERT_KINDS {
-            alerts.get_or_create(&KindLabels { kind: kind.into() });
+            let _ = alerts.get_or_create(&KindLabels { kind: kind.into() });
         }
         let tokens = Family::<TokenLabels, Counter>::default();
         r.register(
@@ -216,6 +222,25 @@ impl Default for Metrics {
             "1 when the backend answered its ping at the last scrape, else 0 (store, limits)",
             backend_up.clone(),
         );
+        let alert_deliveries = crate::notify::Deliveries::default();
+        r.register(
+            "alert_deliveries",
+            "Alert deliveries by sink (webhook, store, queue) and result (ok, retried, failed, dropped)",
+            alert_deliveries.clone(),
+        );
+        for (sink, result) in [
+            ("webhook", "ok"),
+            ("webhook", "retried"),
+            ("webhook", "failed"),
+            ("store", "ok"),
+            ("store", "failed"),
+            ("queue", "dropped"),
+        ] {
+            let _ = alert_deliveries.get_or_create(&crate::notify::DeliveryLabels {
+                sink: sink.into(),
+                result: result.into(),
+            });
+        }
         Metrics {
             registry: r,
             requests,
@@ -231,6 +256,8 @@ impl Default for Metrics {
             upstream_errors,
             limit_refusals,
             backend_up,
+            alert_deliveries,
+            notifier: Default::default(),
             last_logged: Default::default(),
         }
     }
@@ -370,26 +397,51 @@ impl Metrics {
             .set(i64::from(up));
     }
 
-    /// Raises an alert: a WARN line operators can route, and a counter they can graph.
+    /// Sends alerts on to `notifier` too (webhook, store) from now on; the first call wins.
+    pub fn deliver_to(&self, notifier: crate::notify::Notifier) {
+        let _ = self.notifier.set(notifier);
+    }
+
+    /// Raises an alert about the gateway as a whole.
     pub fn alert(&self, kind: &str, detail: &str) {
+        self.alert_about(kind, "gateway", detail, serde_json::Value::Null);
+    }
+
+    /// Raises an alert about `subject` (a user, the upstream, the gateway): a WARN line
+    /// operators can route, a counter they can graph, and — once per cool-down per kind and
+    /// subject — a stored alert and a webhook post.
+    pub fn alert_about(&self, kind: &str, subject: &str, detail: &str, details: serde_json::Value) {
         let now = std::time::Instant::now();
         let log = self.last_logged.lock().map_or(true, |mut last| {
+            let key = format!("{kind}\u{0}{subject}");
             let due = last
-                .get(kind)
+                .get(&key)
                 .is_none_or(|t| now.duration_since(*t) >= ALERT_LOG_EVERY);
             if due {
-                last.insert(kind.to_owned(), now);
+                last.insert(key, now);
             }
             due
         });
         if log {
-            tracing::warn!(alert = kind, "{detail}");
+            tracing::warn!(alert = kind, subject, "{detail}");
         }
         self.alerts
             .get_or_create(&KindLabels {
                 kind: kind.to_owned(),
             })
             .inc();
+        if let Some(n) = self.notifier.get() {
+            n.raise(
+                portcullis_store::StoredAlert {
+                    time_ms: portcullis_store::now_ms(),
+                    kind: kind.to_owned(),
+                    subject: subject.to_owned(),
+                    message: detail.to_owned(),
+                    details,
+                },
+                now,
+            );
+        }
     }
 }
 
