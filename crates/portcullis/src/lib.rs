@@ -12,7 +12,9 @@
 //!   built from config), [`books`] (admission, budgets, cost), [`upstream`] (the provider
 //!   client, its SSE framing, its moderation endpoint), [`audit`] (the record of a request).
 //! - Below them all: [`config`] (the TOML file), [`http`] (shared HTTP shapes), [`metrics`]
-//!   and [`anomaly`] (what operators watch).
+//!   and [`anomaly`] (what operators watch), [`scrape`] (who may read `/metrics`),
+//!   [`detect`] (token spikes, upstream latency, error rate) and [`notify`] (alerts to the
+//!   store and webhooks, deduplicated, retried in the background).
 //! - Beside the path: [`scan`] (guards without a model call), [`explain`] (why a text was
 //!   judged as it was), [`traffic`] (the policy measured
 //!   on labelled prompts), [`mock`] (the built-in model),

@@ -129,6 +129,8 @@ impl Webhook {
                     tracing::warn!(kind = %a.kind, status = %r.status(), attempt, "alert webhook refused the alert")
                 }
                 Err(e) => {
+                    // Without the URL: a Slack webhook URL is itself the secret.
+                    let e = e.without_url();
                     tracing::warn!(kind = %a.kind, error = %e, attempt, "alert webhook unreachable")
                 }
             }
@@ -188,18 +190,25 @@ impl Notifier {
         let task_deliveries = deliveries.clone();
         tokio::spawn(async move {
             while let Some(a) = rx.recv().await {
-                if let Some(store) = &store {
-                    match store.record_alert(&a).await {
-                        Ok(()) => count(&task_deliveries, "store", "ok"),
-                        Err(e) => {
-                            count(&task_deliveries, "store", "failed");
-                            tracing::warn!(kind = %a.kind, error = %e, "cannot store alert");
+                // Both at once: a store that is down (waiting out its pool timeout) must not
+                // delay the page, nor a down webhook the record.
+                let stored = async {
+                    if let Some(store) = &store {
+                        match store.record_alert(&a).await {
+                            Ok(()) => count(&task_deliveries, "store", "ok"),
+                            Err(e) => {
+                                count(&task_deliveries, "store", "failed");
+                                tracing::warn!(kind = %a.kind, error = %e, "cannot store alert");
+                            }
                         }
                     }
-                }
-                if let Some(w) = &webhook {
-                    w.deliver(&a, &task_deliveries).await;
-                }
+                };
+                let posted = async {
+                    if let Some(w) = &webhook {
+                        w.deliver(&a, &task_deliveries).await;
+                    }
+                };
+                tokio::join!(stored, posted);
             }
         });
         Notifier {
