@@ -110,6 +110,9 @@ pub struct Metrics {
     pub alert_deliveries: crate::notify::Deliveries,
     /// Where alerts go beyond the log and the counter (set once the runtime is up).
     notifier: std::sync::OnceLock<crate::notify::Notifier>,
+    /// Model names seen so far as label values (clients choose the name: see
+    /// [`MAX_MODEL_LABELS`]).
+    models: std::sync::Mutex<std::collections::HashSet<String>>,
     /// When each alert kind was last logged: during an outage the counter counts every
     /// event, the log says so once per [`ALERT_LOG_EVERY`].
     last_logged: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
@@ -130,6 +133,13 @@ pub const ALERT_KINDS: [&str; 11] = [
     "upstream_latency",
     "user_flag_burst",
 ];
+
+/// Distinct model names kept as label values; later ones are counted as `other`. The client
+/// names the model, so without a bound one caller could grow every series without limit.
+pub const MAX_MODEL_LABELS: usize = 200;
+
+/// Longest model name kept as a label value.
+const MAX_MODEL_LABEL_LEN: usize = 100;
 
 /// Shortest gap between two log lines of one alert kind.
 pub const ALERT_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
@@ -258,6 +268,7 @@ impl Default for Metrics {
             backend_up,
             alert_deliveries,
             notifier: Default::default(),
+            models: Default::default(),
             last_logged: Default::default(),
         }
     }
@@ -327,7 +338,7 @@ impl Metrics {
     /// its latencies, and whether the upstream failed it or a limit refused it.
     pub fn observe_request(&self, r: &AuditRecord) {
         let route = r.route.clone().unwrap_or_default();
-        let model = r.model.clone().unwrap_or_default();
+        let model = self.model_label(r.model.as_deref().unwrap_or_default());
         self.requests
             .get_or_create(&RequestLabels {
                 route: route.clone(),
@@ -386,6 +397,25 @@ impl Metrics {
                 })
                 .inc();
         }
+    }
+
+    /// The label value for `model`: itself while fewer than [`MAX_MODEL_LABELS`] names were
+    /// seen (and it is short), else `other`.
+    fn model_label(&self, model: &str) -> String {
+        if model.len() > MAX_MODEL_LABEL_LEN {
+            return "other".into();
+        }
+        let Ok(mut seen) = self.models.lock() else {
+            return "other".into();
+        };
+        if seen.contains(model) {
+            return model.to_owned();
+        }
+        if seen.len() >= MAX_MODEL_LABELS {
+            return "other".into();
+        }
+        seen.insert(model.to_owned());
+        model.to_owned()
     }
 
     /// Records whether `backend` answered its ping (refreshed on every scrape).
@@ -536,5 +566,29 @@ mod tests {
             !text.contains("upstream_errors_total{route=\"/v1/embeddings\""),
             "a limit refusal is no upstream error: {text}"
         );
+    }
+
+    #[test]
+    fn client_chosen_model_names_cannot_grow_the_series_without_bound() {
+        let m = Metrics::default();
+        for i in 0..MAX_MODEL_LABELS + 50 {
+            let mut r = record("/v1/chat/completions", 200, None);
+            r.model = Some(format!("model-{i}"));
+            m.observe_request(&r);
+        }
+        let mut long = record("/v1/chat/completions", 200, None);
+        long.model = Some("x".repeat(500));
+        m.observe_request(&long);
+        let text = m.render();
+        let series = text
+            .lines()
+            .filter(|l| l.starts_with("portcullis_requests_total{"))
+            .count();
+        assert_eq!(series, MAX_MODEL_LABELS + 1, "{text}");
+        assert!(
+            text.contains("portcullis_requests_total{route=\"/v1/chat/completions\",model=\"other\",status=\"200\",outcome=\"allowed\"} 51"),
+            "{text}"
+        );
+        assert!(text.contains("model=\"model-0\""));
     }
 }
