@@ -150,6 +150,13 @@ format = "slack"
         "Slack-shaped, not the generic body"
     );
 
+    let table = gw.cli(&["alerts", "list"]);
+    assert!(
+        table
+            .lines()
+            .any(|l| l.contains("token_spike") && l.contains("alice")),
+        "{table}"
+    );
     let listed = gw.cli(&["alerts", "list", "--json", "--kind", "token_spike"]);
     let rows: Vec<Value> = listed
         .lines()
