@@ -19,6 +19,7 @@
 //! - [`redteam`]: red-team runs — what each measured and whether it met its thresholds.
 //! - [`kills`]: the kill switch's list — stopped keys, users, teams, models, lock-down.
 
+pub mod alerts;
 pub mod audit;
 pub mod key_cache;
 pub mod keys;
@@ -28,6 +29,7 @@ mod migrate;
 pub mod redteam;
 pub mod responses;
 
+pub use alerts::{AlertFilter, StoredAlert};
 pub use audit::{
     AuditFilter, AuditRecord, AuditWriter, ChainKey, ChainReport, PruneReport, SpoolConfig,
     VerifyError, VerifyReport,

@@ -127,6 +127,19 @@ const AFTER_ADDED: &[&str] = &[
     "CREATE INDEX IF NOT EXISTS audit_chain ON audit (replica, seq)",
 ];
 
+/// Step "alerts table": the alerts the gateway raised (`portcullis alerts list`). Its own
+/// step so that other tables' migrations and this one never edit the same lines.
+const ALERTS_TABLE: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS alerts (\n\
+        time_ms BIGINT NOT NULL,\n\
+        kind TEXT NOT NULL,\n\
+        subject TEXT NOT NULL,\n\
+        message TEXT NOT NULL,\n\
+        details TEXT NOT NULL DEFAULT '{}'\n\
+    )",
+    "CREATE INDEX IF NOT EXISTS alerts_time ON alerts (time_ms)",
+];
+
 /// Brings the schema behind `pool` up to date.
 pub(crate) async fn run(pool: &AnyPool, backend: Backend) -> Result<(), StoreError> {
     for stmt in MIGRATION
@@ -140,6 +153,9 @@ pub(crate) async fn run(pool: &AnyPool, backend: Backend) -> Result<(), StoreErr
         ensure_column(pool, backend, table, column, decl).await?;
     }
     for stmt in AFTER_ADDED {
+        pool.execute(*stmt).await?;
+    }
+    for stmt in ALERTS_TABLE {
         pool.execute(*stmt).await?;
     }
     Ok(())

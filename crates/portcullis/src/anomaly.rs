@@ -16,6 +16,13 @@ pub struct AlertsConfig {
     pub flagged_per_user: usize,
     /// The sliding window, in seconds.
     pub window_s: u64,
+    /// Seconds after an alert during which the same kind about the same subject is neither
+    /// posted nor stored again (it is still counted and logged).
+    pub cooldown_s: u64,
+    pub token_spike: crate::detect::TokenSpikeConfig,
+    pub upstream_latency: crate::detect::LatencyConfig,
+    pub error_rate: crate::detect::ErrorRateConfig,
+    pub webhook: crate::notify::WebhookConfig,
 }
 
 impl Default for AlertsConfig {
@@ -23,6 +30,11 @@ impl Default for AlertsConfig {
         AlertsConfig {
             flagged_per_user: 5,
             window_s: 600,
+            cooldown_s: 600,
+            token_spike: Default::default(),
+            upstream_latency: Default::default(),
+            error_rate: Default::default(),
+            webhook: Default::default(),
         }
     }
 }
@@ -93,6 +105,7 @@ mod tests {
         FlagWatch::new(&AlertsConfig {
             flagged_per_user: limit,
             window_s,
+            ..AlertsConfig::default()
         })
     }
 

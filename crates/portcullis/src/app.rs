@@ -23,6 +23,8 @@ pub struct App {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Per-user counts of flagged requests, for the `user_flag_burst` alert.
     pub flags: Arc<crate::anomaly::FlagWatch>,
+    /// Token spikes, upstream latency and error rate ([`crate::detect`]).
+    pub detectors: Arc<crate::detect::Detectors>,
     /// Places for requests in flight (`server.max_in_flight`).
     pub in_flight: Arc<tokio::sync::Semaphore>,
     /// Failed authentications per client address.
@@ -33,6 +35,8 @@ pub struct App {
     pub heavy: Arc<tokio::sync::Semaphore>,
     /// The JSON Schemas answers must match (`[output.schema]`), compiled.
     pub schemas: crate::structured::Schemas,
+    /// Who may read `/metrics` (`[metrics] token_env`).
+    pub scrape: Arc<crate::scrape::ScrapeGate>,
 }
 
 /// Why the gateway could not start.
@@ -52,6 +56,8 @@ pub enum StartError {
     Kill(String),
     #[error("audit: {0}")]
     Audit(String),
+    #[error(transparent)]
+    Scrape(#[from] crate::scrape::ScrapeTokenError),
 }
 
 impl App {
@@ -82,6 +88,13 @@ impl App {
             .await
             .ok();
         let metrics = Arc::new(crate::metrics::Metrics::default());
+        let scrape = Arc::new(crate::scrape::ScrapeGate::from_config(&config.metrics)?);
+        metrics.deliver_to(crate::notify::Notifier::spawn(
+            &config.alerts,
+            Some(store.clone()),
+            metrics.alert_deliveries.clone(),
+        ));
+        let detectors = Arc::new(crate::detect::Detectors::new(&config.alerts));
         let limiter = portcullis_limits::limiter_from_url(
             &config.limits.url,
             &config.limits.prefix,
@@ -123,11 +136,13 @@ impl App {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Ok(App {
             flags,
+            detectors,
             in_flight,
             failed_auths,
             kills,
             heavy: Arc::new(tokio::sync::Semaphore::new(cores)),
             schemas,
+            scrape,
             config,
             pipeline: Arc::new(pipeline),
             text_pipeline,
@@ -159,6 +174,11 @@ impl App {
         } else {
             Arc::new(crate::anomaly::FlagWatch::new(&config.alerts))
         };
+        let detectors = if format!("{:?}", config.alerts) == format!("{:?}", self.config.alerts) {
+            self.detectors.clone()
+        } else {
+            Arc::new(crate::detect::Detectors::new(&config.alerts))
+        };
         let failed_auths =
             if config.server.failed_auth_per_minute == self.config.server.failed_auth_per_minute {
                 self.failed_auths.clone()
@@ -177,11 +197,13 @@ impl App {
             books,
             metrics: self.metrics.clone(),
             flags,
+            detectors,
             in_flight: self.in_flight.clone(),
             failed_auths,
             kills: self.kills.clone(),
             heavy: self.heavy.clone(),
             schemas,
+            scrape: self.scrape.clone(),
         })
     }
 

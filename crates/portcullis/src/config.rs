@@ -58,6 +58,7 @@ pub struct Config {
     pub admin: crate::admin::AdminConfig,
     pub output: OutputConfig,
     pub audit: crate::audit_log::AuditConfig,
+    pub metrics: crate::scrape::MetricsConfig,
     /// Where the config came from, for messages (`<defaults>` when no file).
     #[serde(skip)]
     pub source: String,

@@ -13,7 +13,9 @@
 //!   client, its SSE framing, its moderation endpoint), [`audit`] (the record of a request),
 //!   [`audit_log`] (the `[audit]` section: chain key, replica, sinks, retention).
 //! - Below them all: [`config`] (the TOML file), [`http`] (shared HTTP shapes), [`metrics`]
-//!   and [`anomaly`] (what operators watch).
+//!   and [`anomaly`] (what operators watch), [`scrape`] (who may read `/metrics`),
+//!   [`detect`] (token spikes, upstream latency, error rate) and [`notify`] (alerts to the
+//!   store and webhooks, deduplicated, retried in the background).
 //! - [`structured`]: the JSON Schema an answer must match (policy or request), and the check.
 //! - Beside the path: [`scan`] (guards without a model call), [`explain`] (why a text was
 //!   judged as it was), [`traffic`] (the policy measured
@@ -31,6 +33,7 @@ pub mod auth;
 pub mod books;
 pub mod cli;
 pub mod config;
+pub mod detect;
 pub mod explain;
 pub mod guards;
 pub mod http;
@@ -38,10 +41,12 @@ pub mod kill;
 pub mod lifecycle;
 pub mod metrics;
 pub mod mock;
+pub mod notify;
 pub mod redteam;
 pub mod reload;
 pub mod routes;
 pub mod scan;
+pub mod scrape;
 pub mod server;
 pub mod structured;
 pub mod traffic;

@@ -227,10 +227,6 @@ impl Drop for Exchange {
 /// Counts the request in the metrics, raises the per-user flag alert, and submits its record.
 fn record(app: &App, trail: Trail, ctx: &Context, verdict: Verdict) {
     let m = &app.metrics;
-    m.latency.observe(trail.started.elapsed().as_secs_f64());
-    if let Some(ms) = trail.upstream_ms {
-        m.upstream_latency.observe(ms as f64 / 1000.0);
-    }
     // Every guard's verdict is counted (not short-circuited): one flag makes the request
     // flagged.
     let flagged = ctx
@@ -242,35 +238,20 @@ fn record(app: &App, trail: Trail, ctx: &Context, verdict: Verdict) {
             .flags
             .record(&ctx.principal.user, std::time::Instant::now())
     {
-        m.alert(
+        m.alert_about(
             "user_flag_burst",
+            &ctx.principal.user,
             &format!(
                 "user '{}' had {n} flagged or blocked requests within {} s",
                 ctx.principal.user, app.config.alerts.window_s
             ),
+            serde_json::json!({"flagged": n, "window_s": app.config.alerts.window_s}),
         );
     }
     let record = trail.into_record(ctx, verdict);
-    m.requests
-        .get_or_create(&crate::metrics::RequestLabels {
-            route: record.route.clone().unwrap_or_default(),
-            status: record.status as u16,
-            outcome: record.outcome.clone(),
-        })
-        .inc();
-    for (kind, n) in [
-        ("prompt", record.prompt_tokens),
-        ("completion", record.completion_tokens),
-        ("cached", record.cached_tokens),
-    ] {
-        if n > 0 {
-            m.tokens
-                .get_or_create(&crate::metrics::KindLabels { kind: kind.into() })
-                .inc_by(n as u64);
-        }
-    }
-    if record.cost_micros > 0 {
-        m.cost_micros.inc_by(record.cost_micros as u64);
+    m.observe_request(&record);
+    for f in app.detectors.observe(&record, std::time::Instant::now()) {
+        m.alert_about(f.kind, &f.subject, &f.message, f.details);
     }
     app.audit.submit(record);
 }

@@ -89,6 +89,12 @@ pub fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
     if !same(&old.audit, &new.audit) {
         keys.push("[audit]");
     }
+    if old.metrics != new.metrics {
+        keys.push("[metrics]");
+    }
+    if old.alerts.webhook != new.alerts.webhook || old.alerts.cooldown_s != new.alerts.cooldown_s {
+        keys.push("alerts.webhook/alerts.cooldown_s");
+    }
     keys
 }
 

@@ -199,12 +199,8 @@ async fn healthz() -> Response {
     Json(json!({"status": "ok"})).into_response()
 }
 
-async fn metrics(State(app): State<Arc<App>>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        app.metrics.render(),
-    )
-        .into_response()
+async fn metrics(State(app): State<Arc<App>>, headers: axum::http::HeaderMap) -> Response {
+    crate::scrape::handler(&app, &headers).await
 }
 
 async fn readyz(State(app): State<Arc<App>>) -> Response {

@@ -5,6 +5,7 @@
 use portcullis_store::*;
 use std::time::Duration;
 
+mod alerts;
 mod audit_log;
 mod keys;
 mod ledger;
@@ -12,6 +13,7 @@ mod migration;
 mod redteam;
 mod responses;
 
+use alerts::alerts_suite;
 use audit_log::{audit_suite, replay_suite};
 use keys::{key_cache_suite, keys_suite};
 use ledger::ledger_suite;
@@ -94,6 +96,12 @@ mod sqlite {
 
     fn url(dir: &tempfile::TempDir) -> String {
         format!("sqlite://{}/store.db", dir.path().display())
+    }
+
+    #[tokio::test]
+    async fn alerts() {
+        let d = tempfile::tempdir().unwrap();
+        alerts_suite(&open(&url(&d)).await.unwrap()).await;
     }
 
     #[tokio::test]
@@ -202,6 +210,12 @@ mod postgres {
         let rejected =
             std::fs::read_to_string(d.path().join("rep-p").join("audit-spool.rejected")).unwrap();
         assert!(rejected.contains("bad\\u0000nul"), "{rejected}");
+    }
+
+    #[tokio::test]
+    async fn alerts() {
+        let s = PgSchema::new();
+        alerts_suite(&open(&s.url()).await.unwrap()).await;
     }
 
     #[tokio::test]

@@ -1,5 +1,6 @@
 //! The command line: `serve`, `mock-upstream`, `scan`, `keys`, `eval`, `train`, `spend`.
 
+mod alerts;
 mod audit;
 mod keys;
 mod kill;
@@ -54,6 +55,9 @@ enum Command {
     /// Read the audit log.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// The alerts the gateway raised.
+    #[command(subcommand)]
+    Alerts(alerts::AlertsCommand),
     /// Print the spend ledger.
     Spend {
         #[command(flatten)]
@@ -163,6 +167,7 @@ pub async fn run(cli: Cli) -> Result<(), BoxError> {
         }
         Command::Keys(k) => keys::run(k).await,
         Command::Audit(a) => audit::run(a).await,
+        Command::Alerts(a) => alerts::run(a).await,
         Command::Spend {
             store,
             by,

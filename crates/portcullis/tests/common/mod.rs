@@ -103,6 +103,8 @@ pub struct Gateway {
     pub dir: tempfile::TempDir,
     pub store: String,
     pub config: Option<PathBuf>,
+    /// Extra environment variables of the gateway process.
+    pub env: Vec<(String, String)>,
     proc: Option<Proc>,
 }
 
@@ -110,6 +112,15 @@ impl Gateway {
     /// A gateway in front of `upstream` (a URL, or `None` for the built-in mock), with an
     /// optional config file body.
     pub fn start(upstream: Option<&str>, config: Option<&str>) -> Gateway {
+        Gateway::start_with_env(upstream, config, &[])
+    }
+
+    /// [`Gateway::start`] with extra environment variables for the gateway process.
+    pub fn start_with_env(
+        upstream: Option<&str>,
+        config: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> Gateway {
         let dir = tempfile::tempdir().unwrap();
         let store = format!("sqlite://{}/gw.db", dir.path().display());
         let config_path = config.map(|text| {
@@ -128,6 +139,10 @@ impl Gateway {
             dir,
             store,
             config: config_path,
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
             proc: None,
         };
         g.key = g.create_key(&["--user", "alice", "--team", "research"]);
@@ -157,6 +172,7 @@ impl Gateway {
             .env("OPENAI_API_KEY", "sk-provider-secret")
             .env("PORTCULLIS_AUDIT_KEY", AUDIT_KEY)
             .env("PORTCULLIS_LOG", "warn")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
