@@ -22,6 +22,9 @@ pub struct GuardLabels {
     pub guard: String,
     pub direction: String,
     pub outcome: String,
+    /// The mode the guard ran in for the request (`enforce`, or `monitor` — configured, or
+    /// outside a rollout's share).
+    pub mode: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -66,7 +69,7 @@ impl Default for Metrics {
         let guard_outcomes = Family::<GuardLabels, Counter>::default();
         registry.register(
             "guard_outcomes",
-            "Guard verdicts by guard, direction and outcome",
+            "Guard verdicts by guard, direction, outcome and the mode the guard ran in",
             guard_outcomes.clone(),
         );
         let findings = Family::<FindingLabels, Counter>::default();
@@ -164,6 +167,7 @@ impl Metrics {
                     .ok()
                     .and_then(|v| v.as_str().map(str::to_owned))
                     .unwrap_or_default(),
+                mode: g.mode.as_str(),
             })
             .inc();
         flagged

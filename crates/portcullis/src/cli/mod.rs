@@ -152,7 +152,16 @@ pub async fn run(cli: Cli) -> Result<(), BoxError> {
             let names = |stages: &[portcullis_core::Stage]| {
                 stages
                     .iter()
-                    .map(|s| format!("{}({:?})", s.guard.name(), s.mode).to_lowercase())
+                    .map(|s| {
+                        let share = s.rollout.map(|r| format!(" {}% by {:?}", r.percent, r.by));
+                        format!(
+                            "{}({:?}{})",
+                            s.guard.name(),
+                            s.mode,
+                            share.unwrap_or_default()
+                        )
+                        .to_lowercase()
+                    })
                     .collect::<Vec<_>>()
                     .join(" -> ")
             };
