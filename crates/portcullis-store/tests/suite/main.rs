@@ -11,6 +11,7 @@ mod ledger;
 mod migration;
 mod redteam;
 mod responses;
+mod review;
 
 use audit_log::audit_suite;
 use keys::{key_cache_suite, keys_suite};
@@ -18,6 +19,7 @@ use ledger::ledger_suite;
 use migration::migration_suite;
 use redteam::redteam_suite;
 use responses::responses_suite;
+use review::review_suite;
 
 const PG: &str = "postgres://postgres@127.0.0.1:5432/test";
 
@@ -126,6 +128,12 @@ mod sqlite {
         redteam_suite(&open(&url(&d)).await.unwrap()).await;
     }
 
+    #[tokio::test]
+    async fn review_labels() {
+        let d = tempfile::tempdir().unwrap();
+        review_suite(&open(&url(&d)).await.unwrap()).await;
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn key_cache() {
         let d = tempfile::tempdir().unwrap();
@@ -192,6 +200,12 @@ mod postgres {
     async fn redteam_runs() {
         let s = PgSchema::new();
         redteam_suite(&open(&s.url()).await.unwrap()).await;
+    }
+
+    #[tokio::test]
+    async fn review_labels() {
+        let s = PgSchema::new();
+        review_suite(&open(&s.url()).await.unwrap()).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
