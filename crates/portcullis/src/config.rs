@@ -57,6 +57,7 @@ pub struct Config {
     pub grounding: Section<portcullis_grounding::GroundingConfig>,
     pub alerts: crate::anomaly::AlertsConfig,
     pub admin: crate::admin::AdminConfig,
+    pub review: crate::review::ReviewConfig,
     /// Where the config came from, for messages (`<defaults>` when no file).
     #[serde(skip)]
     pub source: String,
@@ -409,6 +410,9 @@ impl Config {
 
     fn validate(&mut self) -> Result<(), ConfigError> {
         let src = self.source.clone();
+        if let Some((key, problem)) = self.review.problem() {
+            return Err(ConfigError::invalid(&src, key, problem));
+        }
         if self.server.listen.parse::<std::net::SocketAddr>().is_err() {
             return Err(ConfigError::invalid(
                 &src,
@@ -550,5 +554,17 @@ mod tests {
             let e = Config::parse(bad, "gw.toml").unwrap_err().to_string();
             assert!(e.contains(says) && e.contains("injection"), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn review_floor_must_be_a_share() {
+        let e = Config::parse("[review]\nmin_precision = 90\n", "gw.toml").unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("gw.toml: review.min_precision: 90 is not a share"),
+            "{e}"
+        );
+        let c = Config::parse("[review]\nmin_labels = 50\n", "gw.toml").unwrap();
+        assert_eq!((c.review.min_labels, c.review.min_precision), (50, 0.9));
     }
 }

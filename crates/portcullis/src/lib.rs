@@ -19,6 +19,7 @@
 //!   [`cli`] (every command other than the request path).
 //! - Incidents: [`kill`] (the kill switch and its news between replicas), [`reload`] (live
 //!   reload of the config), [`admin`] (their HTTP API, behind an admin token).
+//! - Releasing a policy: [`review`] (shadow-mode labels, per-guard counters, promotion).
 
 pub mod admin;
 pub mod anomaly;
@@ -37,6 +38,7 @@ pub mod metrics;
 pub mod mock;
 pub mod redteam;
 pub mod reload;
+pub mod review;
 pub mod routes;
 pub mod scan;
 pub mod server;

@@ -5,6 +5,7 @@ mod keys;
 mod kill;
 mod lab;
 mod redteam;
+mod review;
 mod spend;
 
 use crate::app::App;
@@ -91,6 +92,13 @@ enum Command {
     Kill(kill::KillArgs),
     /// Lift a kill.
     Unkill(kill::UnkillArgs),
+    /// Label shadow-mode (would-have-blocked) verdicts and see each guard's counters.
+    #[command(subcommand)]
+    Review(review::ReviewCommand),
+    /// Switch a guard from monitor to enforce in the config file, if its labels allow.
+    Promote(review::ModeArgs),
+    /// Switch a guard from enforce back to monitor in the config file.
+    Demote(review::ModeArgs),
     /// Train a detector's model from labelled data and write its weights.
     Train {
         /// `pii`, `injection` or `moderation`.
@@ -204,6 +212,9 @@ pub async fn run(cli: Cli) -> Result<(), BoxError> {
         Command::Redteam(a) => redteam::run(a).await,
         Command::Kill(a) => kill::kill(a).await,
         Command::Unkill(a) => kill::unkill(a).await,
+        Command::Review(c) => review::run(c).await,
+        Command::Promote(a) => review::set_mode(a, portcullis_core::Mode::Enforce).await,
+        Command::Demote(a) => review::set_mode(a, portcullis_core::Mode::Monitor).await,
     }
 }
 
