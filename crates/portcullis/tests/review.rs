@@ -188,4 +188,41 @@ fn labels_gate_promotion_and_promote_demote_reload_the_running_gateway() {
         text.contains("[review]\nmin_precision = 0.9"),
         "the rest of the file is kept: {text}"
     );
+
+    // The compliance report reads the same facts: traffic, blocks, shadow precision.
+    let report = || -> Value {
+        serde_json::from_str(&cli(
+            &config,
+            &["report", "--format", "json", "--days", "7"],
+        ))
+        .unwrap()
+    };
+    assert!(
+        eventually(
+            Duration::from_secs(10),
+            || report()["traffic"]["blocks_by_guard"]["injection"]
+                .as_u64()
+                .unwrap_or(0)
+                >= 2
+        ),
+        "{}",
+        report()
+    );
+    let r = report();
+    assert_eq!(r["traffic"]["would_block_by_guard"]["injection"], 6);
+    assert_eq!(r["shadow"][0]["guard"], "injection");
+    assert_eq!(r["shadow"][0]["labelled"], 4);
+    let reviewed = r["checklist"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["item"] == "Shadow verdicts reviewed")
+        .unwrap();
+    assert_eq!(reviewed["done"], true, "{reviewed}");
+    let controls = r["controls"].as_array().unwrap();
+    assert!(
+        controls
+            .iter()
+            .any(|c| c["name"] == "injection" && c["mode"] == "enforce")
+    );
 }

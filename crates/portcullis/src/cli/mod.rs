@@ -5,6 +5,7 @@ mod keys;
 mod kill;
 mod lab;
 mod redteam;
+mod report;
 mod review;
 mod spend;
 
@@ -99,6 +100,8 @@ enum Command {
     Promote(review::ModeArgs),
     /// Switch a guard from enforce back to monitor in the config file.
     Demote(review::ModeArgs),
+    /// The compliance report: active controls, the pre-production checklist, traffic, runbook.
+    Report(report::ReportArgs),
     /// Train a detector's model from labelled data and write its weights.
     Train {
         /// `pii`, `injection` or `moderation`.
@@ -215,6 +218,7 @@ pub async fn run(cli: Cli) -> Result<(), BoxError> {
         Command::Review(c) => review::run(c).await,
         Command::Promote(a) => review::set_mode(a, portcullis_core::Mode::Enforce).await,
         Command::Demote(a) => review::set_mode(a, portcullis_core::Mode::Monitor).await,
+        Command::Report(a) => report::run(a).await,
     }
 }
 
