@@ -225,4 +225,56 @@ fn labels_gate_promotion_and_promote_demote_reload_the_running_gateway() {
             .iter()
             .any(|c| c["name"] == "injection" && c["mode"] == "enforce")
     );
+
+    // The same queue over the admin API: the two would-blocks since the labelling wait.
+    let (status, next) = node.admin("GET", "/admin/review/next?guard=injection", TOKEN, None);
+    assert_eq!((status, next["waiting"].as_u64()), (200, Some(2)), "{next}");
+    let id = next["next"]["id"].as_str().unwrap().to_owned();
+    let (status, body) = node.admin(
+        "POST",
+        "/admin/review/label",
+        TOKEN,
+        Some(json!({"id": id, "label": "wrong"})),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["labelled"]["guard"], "injection");
+    let (_, next) = node.admin("GET", "/admin/review/next", TOKEN, None);
+    assert_eq!(next["waiting"], 1);
+    let (status, _) = node.admin(
+        "POST",
+        "/admin/review/label",
+        TOKEN,
+        Some(json!({"id": id, "label": "maybe"})),
+    );
+    assert_eq!(status, 400);
+    let (status, body) = node.admin(
+        "POST",
+        "/admin/review/label",
+        TOKEN,
+        Some(json!({"id": "nope", "label": "right"})),
+    );
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("unknown_record"))
+    );
+    let (status, _) = node.admin(
+        "GET",
+        "/admin/review/stats",
+        "wrong-token-wrong-token",
+        None,
+    );
+    assert_eq!(status, 401);
+    let (status, stats) = node.admin("GET", "/admin/review/stats", TOKEN, None);
+    assert_eq!(status, 200);
+    let inj = stats["guards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["guard"] == "injection")
+        .unwrap();
+    assert_eq!(
+        (inj["right"].as_u64(), inj["wrong"].as_u64()),
+        (Some(4), Some(1)),
+        "{inj}"
+    );
 }

@@ -132,28 +132,7 @@ pub async fn run(c: ReviewCommand) -> Result<(), BoxError> {
                 .judged_record(&id)
                 .await?
                 .ok_or_else(|| format!("no audit record with id '{id}'"))?;
-            let guards = queue::would_block_guards(&record);
-            let guard = match (guard, guards.as_slice()) {
-                (Some(g), _) if guards.contains(&g) => g,
-                (Some(g), _) => {
-                    return Err(format!(
-                        "'{g}' would not have blocked record {id}; would have: {}",
-                        list(&guards)
-                    )
-                    .into());
-                }
-                (None, [one]) => one.clone(),
-                (None, []) => {
-                    return Err(format!("record {id} has no would-have-blocked verdict").into());
-                }
-                (None, _) => {
-                    return Err(format!(
-                        "several guards would have blocked record {id} ({}); say which with --guard",
-                        guards.join(", ")
-                    )
-                    .into());
-                }
-            };
+            let guard = queue::resolve_guard(&record, guard.as_deref())?;
             store.label_verdict(&id, &guard, label).await?;
             println!("{id} {guard}: {}", label.as_str());
             Ok(())
@@ -165,7 +144,7 @@ pub async fn run(c: ReviewCommand) -> Result<(), BoxError> {
             let tally = stats::tally(&records, &labels);
             if json {
                 for s in tally.values() {
-                    println!("{}", stats_json(s));
+                    println!("{}", stats::to_json(s));
                 }
                 return Ok(());
             }
@@ -206,35 +185,8 @@ pub async fn run(c: ReviewCommand) -> Result<(), BoxError> {
     }
 }
 
-fn list(v: &[String]) -> String {
-    if v.is_empty() {
-        "none".into()
-    } else {
-        v.join(", ")
-    }
-}
-
 fn percent(x: Option<f64>) -> String {
     x.map_or("-".into(), |x| format!("{:.2}", x * 100.0))
-}
-
-fn stats_json(s: &stats::GuardStats) -> serde_json::Value {
-    let interval = s.precision_interval();
-    serde_json::json!({
-        "guard": s.guard,
-        "total": s.total,
-        "judged": s.judged,
-        "monitored": s.monitored,
-        "would_block": s.would_block,
-        "would_block_rate": s.would_block_rate(),
-        "traffic_share": s.traffic_share(),
-        "labelled": s.labelled(),
-        "right": s.right,
-        "wrong": s.wrong,
-        "precision": s.precision(),
-        "precision_low": interval.map(|i| i.0),
-        "precision_high": interval.map(|i| i.1),
-    })
 }
 
 /// Runs `promote` (`to = Enforce`, gated on the review floor) or `demote` (`to = Monitor`).

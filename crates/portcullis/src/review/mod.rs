@@ -4,8 +4,10 @@
 //!
 //! - [`stats`]: the per-guard counters and the Wilson interval on labelled precision.
 //! - [`queue`]: the unlabelled would-have-blocked verdicts, in a stable random order.
+//! - [`http`]: the queue, labels and counters over the admin API.
 //! - [`promote`]: rewriting a guard's mode in the config file, and the precision floor.
 
+pub mod http;
 pub mod promote;
 pub mod queue;
 pub mod stats;

@@ -35,6 +35,29 @@ pub fn would_block_guards(record: &JudgedRecord) -> Vec<String> {
     out
 }
 
+/// The guard a label on `record` is for: `guard` when it would have blocked there, else the
+/// one guard that would have; an error naming the choices otherwise.
+pub fn resolve_guard(record: &JudgedRecord, guard: Option<&str>) -> Result<String, String> {
+    let guards = would_block_guards(record);
+    let id = &record.seq_id;
+    match (guard, guards.as_slice()) {
+        (Some(g), _) if guards.iter().any(|x| x == g) => Ok(g.to_owned()),
+        (Some(g), []) => Err(format!(
+            "'{g}' would not have blocked record {id}; no guard would have"
+        )),
+        (Some(g), _) => Err(format!(
+            "'{g}' would not have blocked record {id}; would have: {}",
+            guards.join(", ")
+        )),
+        (None, [one]) => Ok(one.clone()),
+        (None, []) => Err(format!("record {id} has no would-have-blocked verdict")),
+        (None, _) => Err(format!(
+            "several guards would have blocked record {id} ({}); say which with --guard",
+            guards.join(", ")
+        )),
+    }
+}
+
 /// The unlabelled would-block verdicts in `records` (of `guard` only, when given), in the
 /// queue's order.
 pub fn pending(
@@ -142,5 +165,17 @@ mod tests {
         assert_eq!(after.len(), 29);
         assert_eq!(after[0], only[1], "labelling the head moves the queue on");
         assert_eq!(would_block_guards(&records[30]), ["pii"]);
+        assert_eq!(resolve_guard(&records[30], None).unwrap(), "pii");
+        assert!(
+            resolve_guard(&records[30], Some("size"))
+                .unwrap_err()
+                .contains("would have: pii")
+        );
+        let two = rec(
+            "x",
+            json!([inj("override", 0.5), {"guard": "pii", "outcome": "would_block"}]),
+        );
+        assert!(resolve_guard(&two, None).unwrap_err().contains("--guard"));
+        assert_eq!(resolve_guard(&two, Some("injection")).unwrap(), "injection");
     }
 }

@@ -116,6 +116,27 @@ pub fn tally(records: &[JudgedRecord], labels: &[ReviewLabel]) -> BTreeMap<Strin
     out
 }
 
+/// One guard's counters as JSON, its rates and interval included (`review stats --json`,
+/// `GET /admin/review/stats`).
+pub fn to_json(s: &GuardStats) -> serde_json::Value {
+    let interval = s.precision_interval();
+    serde_json::json!({
+        "guard": s.guard,
+        "total": s.total,
+        "judged": s.judged,
+        "monitored": s.monitored,
+        "would_block": s.would_block,
+        "would_block_rate": s.would_block_rate(),
+        "traffic_share": s.traffic_share(),
+        "labelled": s.labelled(),
+        "right": s.right,
+        "wrong": s.wrong,
+        "precision": s.precision(),
+        "precision_low": interval.map(|i| i.0),
+        "precision_high": interval.map(|i| i.1),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
