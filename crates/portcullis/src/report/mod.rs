@@ -44,7 +44,13 @@ pub struct Traffic {
     /// Requests each guard would have refused in monitor mode.
     pub would_block_by_guard: BTreeMap<String, u64>,
     pub spend_usd: f64,
+    /// The period held more records than the report reads ([`MAX_RECORDS`]); the figures
+    /// cover the newest of them only.
+    pub capped: bool,
 }
+
+/// Most audit records one report reads.
+pub const MAX_RECORDS: i64 = 100_000;
 
 /// Shadow precision of a guard with labels.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -199,12 +205,13 @@ pub async fn gather(
     let records = store
         .audit_query(&AuditFilter {
             since_ms: Some(since),
-            limit: Some(100_000),
+            limit: Some(MAX_RECORDS),
             ..AuditFilter::default()
         })
         .await?;
     let mut traffic = Traffic {
         requests: records.len() as u64,
+        capped: records.len() as i64 >= MAX_RECORDS,
         ..Traffic::default()
     };
     let mut cost: i64 = 0;

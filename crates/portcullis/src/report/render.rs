@@ -47,8 +47,10 @@ pub fn markdown(r: &Report) -> String {
     let t = &r.traffic;
     let _ = writeln!(
         s,
-        "\n## Traffic\n\n{} requests, ${:.4} spent.\n",
-        t.requests, t.spend_usd
+        "\n## Traffic\n\n{} requests, ${:.4} spent.{}\n",
+        t.requests,
+        t.spend_usd,
+        capped_note(t)
     );
     if !t.outcomes.is_empty() {
         let _ = writeln!(s, "| outcome | requests |\n|---|---|");
@@ -92,6 +94,17 @@ pub fn markdown(r: &Report) -> String {
         let _ = writeln!(s, "- **{what}**: `{cmd}`");
     }
     s
+}
+
+fn capped_note(t: &super::Traffic) -> String {
+    if t.capped {
+        format!(
+            " Only the newest {} records were read; use a shorter --days for the whole period.",
+            super::MAX_RECORDS
+        )
+    } else {
+        String::new()
+    }
 }
 
 fn cell(s: &str) -> String {
@@ -189,8 +202,10 @@ pub fn html(r: &Report) -> String {
     let t = &r.traffic;
     let _ = write!(
         s,
-        "<h2>Traffic</h2><p>{} requests, ${:.4} spent.</p>",
-        t.requests, t.spend_usd
+        "<h2>Traffic</h2><p>{} requests, ${:.4} spent.{}</p>",
+        t.requests,
+        t.spend_usd,
+        escape(&capped_note(t))
     );
     let rows = t
         .outcomes
