@@ -56,6 +56,8 @@ pub enum Outcome {
 pub struct GuardRecord {
     pub guard: String,
     pub direction: Direction,
+    /// The mode the stage ran in for this request (a rollout narrows enforce to monitor).
+    pub mode: crate::pipeline::Mode,
     pub outcome: Outcome,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub findings: Vec<Finding>,

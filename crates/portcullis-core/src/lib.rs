@@ -37,6 +37,6 @@ pub use context::{Context, Direction, GuardRecord, Outcome, Principal, Vault};
 pub use error::ApiError;
 pub use finding::Finding;
 pub use guard::{Action, Edit, Guard, GuardError, Input, Output, Verdict, Window};
-pub use pipeline::{FailureMode, Mode, Pipeline, Stage};
+pub use pipeline::{FailureMode, Mode, Pipeline, Rollout, RolloutBy, Stage};
 pub use segment::{Location, Segment, Source};
 pub use stream::{Holdback, StreamScanner, open_link};

@@ -18,6 +18,7 @@
 //! - [`responses`]: which gateway key created each stored Responses-API response.
 //! - [`redteam`]: red-team runs — what each measured and whether it met its thresholds.
 //! - [`kills`]: the kill switch's list — stopped keys, users, teams, models, lock-down.
+//! - [`review`]: reviewers' labels on shadow-mode (would-have-blocked) verdicts.
 
 pub mod alerts;
 pub mod audit;
@@ -28,6 +29,7 @@ pub mod ledger;
 mod migrate;
 pub mod redteam;
 pub mod responses;
+pub mod review;
 
 pub use alerts::{AlertFilter, StoredAlert};
 pub use audit::{
@@ -40,6 +42,7 @@ pub use kills::{Kill, KillScope};
 pub use ledger::{GroupBy, SpendEntry, SpendRow, SpendScope};
 pub use redteam::RedteamRun;
 pub use responses::ResponseOwner;
+pub use review::{JudgedRecord, Label, ReviewLabel};
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor};

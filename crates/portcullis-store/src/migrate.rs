@@ -110,6 +110,19 @@ CREATE TABLE IF NOT EXISTS audit_anchors (
 );
 "#;
 
+/// Shadow-mode review: a reviewer's label on one guard's would-have-blocked verdict in one
+/// audit record (`right` = it should have blocked). A separate step so it reads on its own.
+const REVIEW_LABELS: &str = r#"
+CREATE TABLE IF NOT EXISTS review_labels (
+    seq_id TEXT NOT NULL,
+    guard TEXT NOT NULL,
+    label TEXT NOT NULL,
+    time_ms BIGINT NOT NULL,
+    PRIMARY KEY (seq_id, guard)
+);
+CREATE INDEX IF NOT EXISTS review_labels_guard ON review_labels (guard, time_ms)
+"#;
+
 /// Columns added after the first release: `(table, column, declaration)`. Append only.
 const ADDED: &[(&str, &str, &str)] = &[
     ("audit", "usage_estimated", "BIGINT NOT NULL DEFAULT 0"),
@@ -157,6 +170,13 @@ pub(crate) async fn run(pool: &AnyPool, backend: Backend) -> Result<(), StoreErr
     }
     for stmt in ALERTS_TABLE {
         pool.execute(*stmt).await?;
+    }
+    for stmt in REVIEW_LABELS
+        .split(';')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        pool.execute(stmt).await?;
     }
     Ok(())
 }

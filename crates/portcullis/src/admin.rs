@@ -97,8 +97,18 @@ impl Admin {
         }
     }
 
+    /// The store the kill list and the review labels live in.
+    pub fn store(&self) -> &portcullis_store::Store {
+        self.kills.store()
+    }
+
+    /// The `[review]` settings the gateway serves now (after any reload).
+    pub fn review_config(&self) -> crate::review::ReviewConfig {
+        self.reloader.current().config.review.clone()
+    }
+
     /// Whether `headers` carry the admin token, or the refusal.
-    fn check(&self, headers: &HeaderMap) -> Result<(), Response> {
+    pub(crate) fn check(&self, headers: &HeaderMap) -> Result<(), Response> {
         let Some(expected) = &self.token else {
             return Err(error_response(&ApiError::new(
                 404,
@@ -137,6 +147,9 @@ pub fn router(admin: Arc<Admin>) -> Router {
         .route("/admin/kill/all", delete(unkill_all))
         .route("/admin/kill/{scope}/{id}", delete(unkill))
         .route("/admin/reload", post(reload))
+        .route("/admin/review/next", get(crate::review::http::next))
+        .route("/admin/review/label", post(crate::review::http::label))
+        .route("/admin/review/stats", get(crate::review::http::counters))
         .with_state(admin)
 }
 

@@ -2,6 +2,7 @@
 //! needed, validated at start-up with errors that name the file, the key and the problem.
 
 use portcullis_core::{FailureMode, Mode};
+use portcullis_core::{Rollout, RolloutBy};
 use portcullis_guards::{ParamsConfig, SizeConfig};
 use portcullis_limits::{FailMode, Limits, Price, UnknownModel};
 use serde::Deserialize;
@@ -59,6 +60,7 @@ pub struct Config {
     pub output: OutputConfig,
     pub audit: crate::audit_log::AuditConfig,
     pub metrics: crate::scrape::MetricsConfig,
+    pub review: crate::review::ReviewConfig,
     /// Where the config came from, for messages (`<defaults>` when no file).
     #[serde(skip)]
     pub source: String,
@@ -323,6 +325,9 @@ pub struct Section<T> {
     pub on_error: FailureMode,
     /// Longest the guard may take, in milliseconds.
     pub timeout_ms: Option<u64>,
+    /// Staged rollout: an enforcing guard enforces for this share of principals (percent),
+    /// monitors for the rest.
+    pub rollout: Option<Rollout>,
     pub config: T,
 }
 
@@ -346,6 +351,9 @@ impl<'de, T: serde::de::DeserializeOwned> Deserialize<'de> for Section<T> {
         let on_error =
             take::<D::Error, FailureMode>(&mut table, "on_error")?.unwrap_or(FailureMode::FailOpen);
         let timeout_ms = take::<D::Error, u64>(&mut table, "timeout_ms")?;
+        let percent = take::<D::Error, u8>(&mut table, "rollout")?;
+        let by = take::<D::Error, RolloutBy>(&mut table, "rollout_by")?;
+        let rollout = rollout_setting(mode, percent, by).map_err(D::Error::custom)?;
         let config = toml::Value::Table(table)
             .try_into()
             .map_err(|e: toml::de::Error| D::Error::custom(e.message()))?;
@@ -353,8 +361,29 @@ impl<'de, T: serde::de::DeserializeOwned> Deserialize<'de> for Section<T> {
             mode,
             on_error,
             timeout_ms,
+            rollout,
             config,
         })
+    }
+}
+
+/// Checks a section's `rollout` and `rollout_by` against its mode.
+fn rollout_setting(
+    mode: Mode,
+    percent: Option<u8>,
+    by: Option<RolloutBy>,
+) -> Result<Option<Rollout>, String> {
+    match (percent, by) {
+        (None, None) => Ok(None),
+        (None, Some(_)) => Err("rollout_by: set `rollout = PERCENT` too, or remove it".into()),
+        (Some(p), _) if p > 100 => Err(format!(
+            "rollout: {p} is not a percentage; use 0 to 100 (the share of principals enforced)"
+        )),
+        (Some(_), _) if mode != Mode::Enforce => Err(format!(
+            "rollout: applies to mode = \"enforce\" only (this guard is \"{}\"); a rollout enforces for a share and monitors the rest",
+            mode.as_str()
+        )),
+        (Some(p), by) => Ok(Some(Rollout::new(p, by.unwrap_or_default()))),
     }
 }
 
@@ -364,6 +393,7 @@ impl<T: Default> Default for Section<T> {
             mode: Mode::Enforce,
             on_error: FailureMode::FailOpen,
             timeout_ms: None,
+            rollout: None,
             config: T::default(),
         }
     }
@@ -403,6 +433,9 @@ impl Config {
 
     fn validate(&mut self) -> Result<(), ConfigError> {
         let src = self.source.clone();
+        if let Some((key, problem)) = self.review.problem() {
+            return Err(ConfigError::invalid(&src, key, problem));
+        }
         if self.server.listen.parse::<std::net::SocketAddr>().is_err() {
             return Err(ConfigError::invalid(
                 &src,
@@ -533,5 +566,41 @@ mod tests {
         assert_eq!(c.size.on_error, FailureMode::FailClosed);
         assert_eq!(c.size.config.max_messages, 3);
         assert!(Config::parse("[size]\nmax_mesages = 3\n", "t").is_err());
+    }
+
+    #[test]
+    fn a_rollout_is_a_percentage_of_an_enforcing_guard() {
+        let c = Config::parse(
+            "[injection]\nrollout = 30\nrollout_by = \"user\"\n",
+            "gw.toml",
+        )
+        .unwrap();
+        assert_eq!(c.injection.rollout, Some(Rollout::new(30, RolloutBy::User)));
+        let c = Config::parse("[pii]\nrollout = 5\n", "gw.toml").unwrap();
+        assert_eq!(c.pii.rollout, Some(Rollout::new(5, RolloutBy::Key)));
+        for (bad, says) in [
+            ("[injection]\nrollout = 130\n", "not a percentage"),
+            ("[injection]\nmode = \"monitor\"\nrollout = 30\n", "enforce"),
+            ("[injection]\nrollout_by = \"user\"\n", "rollout = PERCENT"),
+            (
+                "[injection]\nrollout = 30\nrollout_by = \"team\"\n",
+                "rollout_by",
+            ),
+        ] {
+            let e = Config::parse(bad, "gw.toml").unwrap_err().to_string();
+            assert!(e.contains(says) && e.contains("injection"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn review_floor_must_be_a_share() {
+        let e = Config::parse("[review]\nmin_precision = 90\n", "gw.toml").unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("gw.toml: review.min_precision: 90 is not a share"),
+            "{e}"
+        );
+        let c = Config::parse("[review]\nmin_labels = 50\n", "gw.toml").unwrap();
+        assert_eq!((c.review.min_labels, c.review.min_precision), (50, 0.9));
     }
 }

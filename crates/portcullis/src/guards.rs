@@ -13,6 +13,7 @@ fn stage<T>(section: &Section<T>, guard: Arc<dyn Guard>) -> Stage {
         .mode(section.mode)
         .on_error(section.on_error)
         .timeout(section.timeout_ms.map(Duration::from_millis))
+        .rollout(section.rollout)
 }
 
 /// A guard section that cannot be built; the message names the setting.

@@ -39,6 +39,26 @@ impl WithHeaders for Response {
     }
 }
 
+/// The header naming the mode each guard ran in for this request, so a caller inside or
+/// outside a staged rollout can tell which (`injection=monitor, pii=enforce`).
+pub const MODE_HEADER: &str = "x-portcullis-mode";
+
+/// The [`MODE_HEADER`] value for the guards that judged the request so far, each guard once
+/// (a streamed answer's windows repeat them); `None` before any guard ran.
+pub fn mode_header(trace: &[portcullis_core::GuardRecord]) -> Option<String> {
+    let mut seen: Vec<(&str, &str)> = Vec::new();
+    for r in trace {
+        if !seen.iter().any(|(g, _)| *g == r.guard) {
+            seen.push((&r.guard, r.mode.as_str()));
+        }
+    }
+    if seen.is_empty() {
+        return None;
+    }
+    let parts: Vec<String> = seen.iter().map(|(g, m)| format!("{g}={m}")).collect();
+    Some(parts.join(", "))
+}
+
 /// Reads a whole request body up to `limit` bytes; bigger bodies are a 413.
 pub async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
     axum::body::to_bytes(body, limit).await.map_err(|e| {
@@ -87,6 +107,31 @@ pub fn redact_in(text: &str, url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_mode_header_names_each_guard_once_in_order() {
+        use portcullis_core::{Direction, GuardRecord, Mode, Outcome};
+        let rec = |guard: &str, mode| GuardRecord {
+            guard: guard.into(),
+            direction: Direction::Input,
+            mode,
+            outcome: Outcome::Allow,
+            findings: Vec::new(),
+            changes: Vec::new(),
+            error: None,
+            micros: 0,
+        };
+        assert_eq!(mode_header(&[]), None);
+        let trace = [
+            rec("pii", Mode::Enforce),
+            rec("injection", Mode::Monitor),
+            rec("pii", Mode::Enforce),
+        ];
+        assert_eq!(
+            mode_header(&trace).as_deref(),
+            Some("pii=enforce, injection=monitor")
+        );
+    }
 
     #[test]
     fn urls_lose_their_passwords_and_queries() {

@@ -23,6 +23,8 @@
 //!   [`cli`] (every command other than the request path).
 //! - Incidents: [`kill`] (the kill switch and its news between replicas), [`reload`] (live
 //!   reload of the config), [`admin`] (their HTTP API, behind an admin token).
+//! - Releasing a policy: [`review`] (shadow-mode labels, per-guard counters, promotion),
+//!   [`report`] (the compliance report: controls, checklist from facts, runbook).
 
 pub mod admin;
 pub mod anomaly;
@@ -44,6 +46,8 @@ pub mod mock;
 pub mod notify;
 pub mod redteam;
 pub mod reload;
+pub mod report;
+pub mod review;
 pub mod routes;
 pub mod scan;
 pub mod scrape;

@@ -9,7 +9,7 @@ use crate::app::App;
 use crate::audit::{Trail, Verdict};
 use crate::auth::Caller;
 use crate::books::{Books, Spend, Ticket};
-use crate::http::{WithHeaders, error_response};
+use crate::http::{MODE_HEADER, WithHeaders, error_response, mode_header};
 use axum::response::Response;
 use portcullis_core::{ApiError, Context, Principal};
 use std::sync::{Arc, Mutex};
@@ -95,12 +95,16 @@ impl Exchange {
         self.ticket = Some(t);
     }
 
-    /// The `x-ratelimit-*` headers of the admission, if any.
+    /// The `x-ratelimit-*` headers of the admission, if any, and the guards' modes
+    /// (`x-portcullis-mode`) once a guard has judged the request.
     pub fn rate_headers(&self) -> Vec<(&'static str, String)> {
-        self.ticket
+        let mut h = self
+            .ticket
             .as_ref()
             .map(Ticket::headers)
-            .unwrap_or_default()
+            .unwrap_or_default();
+        h.extend(mode_header(&self.ctx.trace).map(|v| (MODE_HEADER, v)));
+        h
     }
 
     /// The output ceiling reserved at admission (0 before admission).

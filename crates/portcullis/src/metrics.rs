@@ -28,6 +28,9 @@ pub struct GuardLabels {
     pub guard: String,
     pub direction: String,
     pub action: String,
+    /// The mode the guard ran in for the request (`enforce`, or `monitor` — configured, or
+    /// outside a rollout's share).
+    pub mode: &'static str,
 }
 
 /// Labels of `portcullis_guard_duration_seconds`: which guard, on which side of the model.
@@ -156,7 +159,7 @@ impl Default for Metrics {
         let guard_verdicts = Family::<GuardLabels, Counter>::default();
         r.register(
             "guard_verdicts",
-            "Guard verdicts by guard, direction and action",
+            "Guard verdicts by guard, direction, action and the mode the guard ran in (enforce, or monitor: configured or outside a rollout's share)",
             guard_verdicts.clone(),
         );
         let findings = Family::<FindingLabels, Counter>::default();
@@ -329,6 +332,7 @@ impl Metrics {
                     .ok()
                     .and_then(|v| v.as_str().map(str::to_owned))
                     .unwrap_or_default(),
+                mode: g.mode.as_str(),
             })
             .inc();
         flagged

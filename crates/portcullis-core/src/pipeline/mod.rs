@@ -3,8 +3,10 @@
 //! before the next stage runs — so a remote check never sees text an earlier guard removed.
 
 mod edits;
+mod rollout;
 mod stage;
 
+pub use rollout::{Rollout, RolloutBy};
 pub use stage::{FailureMode, Mode, Stage};
 
 use crate::chat::ChatRequest;
@@ -53,7 +55,7 @@ impl Pipeline {
         let segments = req.segments();
         for stage in &self.beside {
             let (verdict, record, started) = judge_input(stage, req, &segments, ctx).await;
-            let refusal = enforced_block(stage, verdict);
+            let refusal = enforced_block(record.mode, verdict);
             conclude(stage, ctx, record, started, refusal)?;
         }
         Ok(())
@@ -87,12 +89,12 @@ impl Pipeline {
                 Some(Verdict {
                     action: Action::Transform(edits),
                     ..
-                }) if stage.mode == Mode::Enforce => {
+                }) if record.mode == Mode::Enforce => {
                     apply_input_edits(req, &mut segments, edits, ctx, &mut record);
                     segments = req.segments();
                     None
                 }
-                other => enforced_block(stage, other),
+                other => enforced_block(record.mode, other),
             };
             conclude(stage, ctx, record, started, refusal)?;
         }
@@ -148,18 +150,18 @@ impl Pipeline {
                 };
                 call(stage, stage.guard.check_output(&output, ctx)).await
             };
-            let mut record = record(stage, Direction::Output);
+            let mut record = record(stage, Direction::Output, ctx);
             let verdict = settle(stage, result, &mut record);
             let refusal = match verdict {
                 Some(Verdict {
                     action: Action::Transform(edits),
                     ..
-                }) if stage.mode == Mode::Enforce => {
+                }) if record.mode == Mode::Enforce => {
                     let floor = window.map_or(0, |w| w.editable_from);
                     apply_text_edits(segments, &edits, floor);
                     None
                 }
-                other => enforced_block(stage, other),
+                other => enforced_block(record.mode, other),
             };
             conclude(stage, ctx, record, started, refusal)?;
         }
@@ -180,18 +182,19 @@ async fn judge_input(
         segments,
     };
     let result = call(stage, stage.guard.check_input(&input, ctx)).await;
-    let mut record = record(stage, Direction::Input);
+    let mut record = record(stage, Direction::Input, ctx);
     let verdict = settle(stage, result, &mut record);
     (verdict, record, started)
 }
 
-/// The refusal in a verdict, when the stage enforces (a monitoring stage only records).
-fn enforced_block(stage: &Stage, verdict: Option<Verdict>) -> Option<ApiError> {
+/// The refusal in a verdict, when the stage enforces for this request (a monitoring stage —
+/// or one outside its rollout share — only records).
+fn enforced_block(mode: Mode, verdict: Option<Verdict>) -> Option<ApiError> {
     match verdict {
         Some(Verdict {
             action: Action::Block(e),
             ..
-        }) if stage.mode == Mode::Enforce => Some(e),
+        }) if mode == Mode::Enforce => Some(e),
         _ => None,
     }
 }
@@ -227,10 +230,12 @@ where
     }
 }
 
-fn record(stage: &Stage, direction: Direction) -> GuardRecord {
+/// A blank record of `stage`'s verdict, in the mode the stage runs in for this principal.
+fn record(stage: &Stage, direction: Direction, ctx: &Context) -> GuardRecord {
     GuardRecord {
         guard: stage.guard.name().to_owned(),
         direction,
+        mode: stage.mode_for(&ctx.principal),
         outcome: Outcome::Allow,
         findings: Vec::new(),
         changes: Vec::new(),
@@ -256,7 +261,7 @@ fn settle(
             None
         }
         Ok(v) => {
-            let monitor = stage.mode == Mode::Monitor;
+            let monitor = record.mode == Mode::Monitor;
             record.outcome = match (&v.action, monitor) {
                 (Action::Allow, _) => Outcome::Allow,
                 (Action::Flag, _) => Outcome::Flag,

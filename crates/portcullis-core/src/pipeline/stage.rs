@@ -1,6 +1,8 @@
 //! A stage: one guard in its place, with the mode (enforce / monitor / off), the failure
 //! policy and the timeout the pipeline applies to it.
 
+use super::rollout::Rollout;
+use crate::context::Principal;
 use crate::guard::Guard;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -17,6 +19,17 @@ pub enum Mode {
     Monitor,
     /// The stage does not run.
     Off,
+}
+
+impl Mode {
+    /// The name used in config, audit records, metrics labels and headers.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Enforce => "enforce",
+            Mode::Monitor => "monitor",
+            Mode::Off => "off",
+        }
+    }
 }
 
 /// What happens when a guard cannot decide (provider down, timeout).
@@ -40,6 +53,8 @@ pub struct Stage {
     /// An input check that runs while the upstream call is under way (it may block or flag,
     /// not edit): its latency hides behind the model's, and a refusal discards the answer.
     pub beside: bool,
+    /// When set, an enforcing stage enforces for this share of principals only.
+    pub rollout: Option<Rollout>,
 }
 
 impl Stage {
@@ -51,6 +66,7 @@ impl Stage {
             on_error: FailureMode::FailOpen,
             timeout: None,
             beside: false,
+            rollout: None,
         }
     }
 
@@ -64,6 +80,21 @@ impl Stage {
     pub fn mode(mut self, mode: Mode) -> Self {
         self.mode = mode;
         self
+    }
+
+    /// Enforces for a share of principals only (monitor for the rest).
+    pub fn rollout(mut self, rollout: Option<Rollout>) -> Self {
+        self.rollout = rollout;
+        self
+    }
+
+    /// The mode this stage runs in for `principal`: its configured mode, narrowed to monitor
+    /// for principals outside an enforcing stage's rollout share.
+    pub fn mode_for(&self, principal: &Principal) -> Mode {
+        match (self.mode, self.rollout) {
+            (Mode::Enforce, Some(r)) => r.mode_for(self.guard.name(), principal),
+            (mode, _) => mode,
+        }
     }
 
     /// Sets the failure policy.
@@ -86,6 +117,7 @@ impl std::fmt::Debug for Stage {
             .field("mode", &self.mode)
             .field("on_error", &self.on_error)
             .field("timeout", &self.timeout)
+            .field("rollout", &self.rollout)
             .finish()
     }
 }

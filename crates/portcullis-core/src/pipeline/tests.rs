@@ -225,3 +225,53 @@ async fn output_blocks_withhold_the_answer() {
         .unwrap_err();
     assert_eq!(err.code.as_deref(), Some("out"));
 }
+
+#[tokio::test]
+async fn a_rollout_enforces_for_its_share_and_monitors_the_rest() {
+    let rollout = super::Rollout::new(50, super::RolloutBy::Key);
+    let p = Pipeline::new(vec![stage(Tattler).rollout(Some(rollout))], vec![]);
+    let in_share = |id: &str| rollout.enforces("tattler", id);
+    let inside = (0..100).map(|i| format!("k{i}")).find(|k| in_share(k));
+    let outside = (0..100).map(|i| format!("k{i}")).find(|k| !in_share(k));
+    let (Some(inside), Some(outside)) = (inside, outside) else {
+        panic!("50 % of 100 keys should give both kinds");
+    };
+    let ctx_for = |key: &str| {
+        Context::new(
+            "r",
+            Principal {
+                key_id: key.into(),
+                ..Principal::default()
+            },
+        )
+    };
+    let mut c = ctx_for(&inside);
+    let err = p.run_input(&mut request("secret"), &mut c).await;
+    assert_eq!(err.unwrap_err().code.as_deref(), Some("saw"));
+    assert_eq!(c.trace[0].mode, Mode::Enforce);
+    assert_eq!(c.trace[0].outcome, Outcome::Block);
+    for _ in 0..3 {
+        let mut c = ctx_for(&outside);
+        p.run_input(&mut request("secret"), &mut c).await.unwrap();
+        assert_eq!(c.trace[0].mode, Mode::Monitor);
+        assert_eq!(
+            c.trace[0].outcome,
+            Outcome::WouldBlock,
+            "recorded, not enforced"
+        );
+    }
+    let monitored = Pipeline::new(
+        vec![stage(Tattler).mode(Mode::Monitor).rollout(Some(rollout))],
+        vec![],
+    );
+    let mut c = ctx_for(&inside);
+    monitored
+        .run_input(&mut request("secret"), &mut c)
+        .await
+        .unwrap();
+    assert_eq!(
+        c.trace[0].mode,
+        Mode::Monitor,
+        "a rollout never raises monitor to enforce"
+    );
+}

@@ -12,6 +12,7 @@ mod ledger;
 mod migration;
 mod redteam;
 mod responses;
+mod review;
 
 use alerts::alerts_suite;
 use audit_log::{audit_suite, replay_suite};
@@ -20,6 +21,7 @@ use ledger::ledger_suite;
 use migration::migration_suite;
 use redteam::redteam_suite;
 use responses::responses_suite;
+use review::review_suite;
 
 const PG: &str = "postgres://postgres@127.0.0.1:5432/test";
 
@@ -145,6 +147,12 @@ mod sqlite {
         redteam_suite(&open(&url(&d)).await.unwrap()).await;
     }
 
+    #[tokio::test]
+    async fn review_labels() {
+        let d = tempfile::tempdir().unwrap();
+        review_suite(&open(&url(&d)).await.unwrap()).await;
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn key_cache() {
         let d = tempfile::tempdir().unwrap();
@@ -257,6 +265,12 @@ mod postgres {
     async fn redteam_runs() {
         let s = PgSchema::new();
         redteam_suite(&open(&s.url()).await.unwrap()).await;
+    }
+
+    #[tokio::test]
+    async fn review_labels() {
+        let s = PgSchema::new();
+        review_suite(&open(&s.url()).await.unwrap()).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,6 +6,8 @@ mod keys;
 mod kill;
 mod lab;
 mod redteam;
+mod report;
+mod review;
 mod spend;
 
 use crate::app::App;
@@ -95,6 +97,15 @@ enum Command {
     Kill(kill::KillArgs),
     /// Lift a kill.
     Unkill(kill::UnkillArgs),
+    /// Label shadow-mode (would-have-blocked) verdicts and see each guard's counters.
+    #[command(subcommand)]
+    Review(review::ReviewCommand),
+    /// Switch a guard from monitor to enforce in the config file, if its labels allow.
+    Promote(review::ModeArgs),
+    /// Switch a guard from enforce back to monitor in the config file.
+    Demote(review::ModeArgs),
+    /// The compliance report: active controls, the pre-production checklist, traffic, runbook.
+    Report(report::ReportArgs),
     /// Train a detector's model from labelled data and write its weights.
     Train {
         /// `pii`, `injection` or `moderation`.
@@ -156,7 +167,16 @@ pub async fn run(cli: Cli) -> Result<(), BoxError> {
             let names = |stages: &[portcullis_core::Stage]| {
                 stages
                     .iter()
-                    .map(|s| format!("{}({:?})", s.guard.name(), s.mode).to_lowercase())
+                    .map(|s| {
+                        let share = s.rollout.map(|r| format!(" {}% by {:?}", r.percent, r.by));
+                        format!(
+                            "{}({:?}{})",
+                            s.guard.name(),
+                            s.mode,
+                            share.unwrap_or_default()
+                        )
+                        .to_lowercase()
+                    })
                     .collect::<Vec<_>>()
                     .join(" -> ")
             };
@@ -200,6 +220,10 @@ pub async fn run(cli: Cli) -> Result<(), BoxError> {
         Command::Redteam(a) => redteam::run(a).await,
         Command::Kill(a) => kill::kill(a).await,
         Command::Unkill(a) => kill::unkill(a).await,
+        Command::Review(c) => review::run(c).await,
+        Command::Promote(a) => review::set_mode(a, portcullis_core::Mode::Enforce).await,
+        Command::Demote(a) => review::set_mode(a, portcullis_core::Mode::Monitor).await,
+        Command::Report(a) => report::run(a).await,
     }
 }
 

@@ -223,6 +223,8 @@ fn record(ex: &mut Exchange, failures: &[Invalid], calls: u32, started: Instant,
     ex.ctx.trace.push(GuardRecord {
         guard: "schema".into(),
         direction: Direction::Output,
+        // Schema enforcement is not a pipeline stage and has no rollout: it always enforces.
+        mode: portcullis_core::pipeline::Mode::Enforce,
         outcome,
         findings,
         changes: if calls > 1 {
