@@ -107,7 +107,7 @@ pub fn output_ceiling(req: &ChatRequest, default: u64) -> u64 {
 
 /// The upstream call and the answer; runs to the end even when the client has gone.
 async fn answer(
-    mut ex: Exchange,
+    ex: Exchange,
     mut req: ChatRequest,
     tx: oneshot::Sender<Response>,
     schema: Option<std::sync::Arc<crate::structured::Schema>>,
@@ -134,25 +134,11 @@ async fn answer(
         Ok(b) => b,
         Err(e) => return deliver(tx, ex.fail(ApiError::internal(e.to_string()))),
     };
-    let sent = Instant::now();
-    let call = app
-        .upstream
-        .send(reqwest::Method::POST, "/chat/completions", Some(body));
-    // Checks configured to run beside the call (concurrent moderation) judge the request
-    // while the model answers; their refusal wins over whatever the model said.
-    let (beside, resp) = tokio::join!(app.pipeline.run_beside(&req, &mut ex.ctx), call);
-    ex.trail.upstream_ms = Some(sent.elapsed().as_millis() as u64);
-    if let Err(refusal) = beside {
-        ex.spent(discarded_spend(&app, &req, resp).await);
-        return deliver(tx, ex.refuse(refusal));
-    }
-    let resp = match resp {
-        Ok(r) => r,
-        Err(e) => {
-            ex.spent(Spend::of_failure(&e));
-            return deliver(tx, ex.fail(e));
-        }
-    };
+    let (mut ex, resp) =
+        match call_beside(ex, &req, "/chat/completions", body, Usage::from_json).await {
+            Ok(called) => called,
+            Err(ended) => return deliver(tx, ended),
+        };
     let status = resp.status();
     if !status.is_success() {
         let headers = ex.rate_headers();
@@ -251,6 +237,35 @@ pub(crate) fn finish_delivery(
     }
 }
 
+/// Sends the request upstream while the checks configured to run beside the call (concurrent
+/// moderation) judge it; their refusal wins over whatever the model said. On a refusal or a
+/// failed call the exchange is finished, with what the call cost booked (`usage_of` reads the
+/// route's usage), and the response to send is the error.
+pub(crate) async fn call_beside(
+    mut ex: Exchange,
+    req: &ChatRequest,
+    path: &str,
+    body: Vec<u8>,
+    usage_of: fn(&Value) -> Option<Usage>,
+) -> Result<(Exchange, reqwest::Response), Response> {
+    let app = ex.app().clone();
+    let sent = Instant::now();
+    let call = app.upstream.send(reqwest::Method::POST, path, Some(body));
+    let (beside, resp) = tokio::join!(app.pipeline.run_beside(req, &mut ex.ctx), call);
+    ex.trail.upstream_ms = Some(sent.elapsed().as_millis() as u64);
+    if let Err(refusal) = beside {
+        ex.spent(discarded_spend(&app, req, resp, usage_of).await);
+        return Err(ex.refuse(refusal));
+    }
+    match resp {
+        Ok(r) => Ok((ex, r)),
+        Err(e) => {
+            ex.spent(Spend::of_failure(&e));
+            Err(ex.fail(e))
+        }
+    }
+}
+
 /// The spend of an answer a beside check refused: a complete answer was paid for and its
 /// usage is booked; a stream is cut at once (the provider stops generating) and its prompt
 /// counted.
@@ -258,6 +273,7 @@ async fn discarded_spend(
     app: &crate::app::App,
     req: &ChatRequest,
     resp: Result<reqwest::Response, ApiError>,
+    usage_of: fn(&Value) -> Option<Usage>,
 ) -> Spend {
     match resp {
         Ok(r) if r.status().is_success() && !req.is_stream() => {
@@ -266,7 +282,7 @@ async fn discarded_spend(
                 .ok();
             match body
                 .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
-                .and_then(|v| Usage::from_json(&v))
+                .and_then(|v| usage_of(&v))
             {
                 Some(u) => Spend::Reported(u),
                 None => Spend::Unknown,

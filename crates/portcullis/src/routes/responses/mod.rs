@@ -27,17 +27,16 @@ use crate::books::{Claim, Spend};
 use crate::http::{WithHeaders, error_response};
 use crate::lifecycle::{Exchange, Slot};
 use crate::metrics::Metrics;
-use crate::routes::chat::{deliver, finish_delivery, output_ceiling};
+use crate::routes::chat::{call_beside, deliver, finish_delivery, output_ceiling};
 use crate::upstream::{self, pass_error};
 use axum::Extension;
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::Response;
-use portcullis_core::{ApiError, ChatRequest, Usage, tokens};
+use portcullis_core::{ApiError, ChatRequest, tokens};
 use portcullis_store::{ResponseOwner, Store};
 use serde_json::{Map, Value};
 use std::sync::Arc;
-use std::time::Instant;
 use tokio::sync::oneshot;
 
 /// Whom a new response belongs to; recorded as soon as the provider names it.
@@ -205,29 +204,16 @@ async fn chain(app: &App, ex: &mut Exchange, raw: &Map<String, Value>) -> Result
 
 /// The upstream call and the answer; runs to the end even when the client has gone.
 async fn answer(
-    mut ex: Exchange,
+    ex: Exchange,
     req: ChatRequest,
     body: Vec<u8>,
     owner: Option<Owner>,
     tx: oneshot::Sender<Response>,
 ) {
     let app = ex.app().clone();
-    let sent = Instant::now();
-    let call = app
-        .upstream
-        .send(reqwest::Method::POST, "/responses", Some(body));
-    let (beside, resp) = tokio::join!(app.pipeline.run_beside(&req, &mut ex.ctx), call);
-    ex.trail.upstream_ms = Some(sent.elapsed().as_millis() as u64);
-    if let Err(refusal) = beside {
-        ex.spent(discarded_spend(&app, &req, resp).await);
-        return deliver(tx, ex.refuse(refusal));
-    }
-    let resp = match resp {
-        Ok(r) => r,
-        Err(e) => {
-            ex.spent(Spend::of_failure(&e));
-            return deliver(tx, ex.fail(e));
-        }
+    let (mut ex, resp) = match call_beside(ex, &req, "/responses", body, output::usage_of).await {
+        Ok(called) => called,
+        Err(ended) => return deliver(tx, ended),
     };
     if !resp.status().is_success() {
         let response = pass_error(resp).await.with_headers(ex.rate_headers());
@@ -278,31 +264,4 @@ fn json_response(v: &Value) -> Response {
         HeaderValue::from_static("application/json"),
     );
     r
-}
-
-/// The spend of an answer a beside check refused: a complete answer's reported usage, or
-/// the prompt of a stream that is cut at once.
-async fn discarded_spend(
-    app: &App,
-    req: &ChatRequest,
-    resp: Result<reqwest::Response, ApiError>,
-) -> Spend {
-    match resp {
-        Ok(r) if r.status().is_success() && !req.is_stream() => {
-            match read_json(app, r)
-                .await
-                .ok()
-                .and_then(|v| output::usage_of(&v))
-            {
-                Some(u) => Spend::Reported(u),
-                None => Spend::Unknown,
-            }
-        }
-        Ok(r) if r.status().is_success() => Spend::Estimated(Usage {
-            prompt_tokens: tokens::count_prompt(req),
-            ..Usage::default()
-        }),
-        Ok(_) => Spend::Nothing,
-        Err(e) => Spend::of_failure(&e),
-    }
 }
