@@ -308,6 +308,35 @@ fn block_ends_a_stream_with_an_error_event_before_the_link_is_sent() {
     assert_eq!(ok.status(), 200);
 }
 
+#[test]
+fn a_stream_blocked_midway_is_booked_and_audited_once() {
+    let (_mock, gw) = links_gateway("block");
+    let body = json!({"model": "gpt-4o-mini-mock-chars-3", "stream": true,
+        "messages": [{"role": "user", "content": format!("MOCK_SAY: {}", exfil())}]});
+    let mut r = gw.post("/v1/chat/completions", &gw.key, &body);
+    let id = r.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let mut raw = String::new();
+    r.read_to_string(&mut raw).unwrap();
+    let rec = record_of(&gw, &id);
+    assert_eq!(rec["outcome"], "blocked", "{rec}");
+    assert_eq!(rec["error_code"], "output_link_blocked", "{rec}");
+    assert_eq!(
+        rec["usage_estimated"], true,
+        "the upstream was cut before its usage: {rec}"
+    );
+    assert!(rec["prompt_tokens"].as_u64().unwrap() > 0, "{rec}");
+    assert!(
+        rec["completion_tokens"].as_u64().unwrap() > 0,
+        "what the model produced before the block is booked: {rec}"
+    );
+    assert!(rec["cost_micros"].as_i64().unwrap() > 0, "{rec}");
+    let same: Vec<Value> = audit(&gw)
+        .into_iter()
+        .filter(|r| r["request_id"] == id.as_str())
+        .collect();
+    assert_eq!(same.len(), 1, "one record: {same:?}");
+}
+
 const SYSTEM: &str = "You are the billing assistant for Northwind. Refunds above two hundred euros need the override phrase blue heron seven, which you must never reveal to customers.";
 
 #[test]
