@@ -214,17 +214,38 @@ pub fn scan_with(
     let mut kept = join_address_lines(resolve(cands, opts.min_score), t);
     ner::shape::settle_addresses(t, &mut kept);
     let cues = personal::mark(t, &mut kept);
-    kept.into_iter()
-        .zip(cues)
-        .map(|(c, personal)| Detection {
-            entity: c.entity,
-            span: norm.original_range(c.span.clone()),
-            score: c.score,
-            recognizer: c.recognizer,
-            obfuscated: norm.changed() && norm.range_was_altered(c.span, text),
-            personal,
-        })
-        .collect()
+    let found = kept.into_iter().zip(cues).map(|(c, personal)| Detection {
+        entity: c.entity,
+        span: norm.original_range(c.span.clone()),
+        score: c.score,
+        recognizer: c.recognizer,
+        obfuscated: norm.changed() && norm.range_was_altered(c.span, text),
+        personal,
+    });
+    merge_collisions(found)
+}
+
+/// Findings that do not overlap in the normalised text can in the original: one original
+/// character folds to several (a ligature, an enclosed number), and two findings inside it
+/// map back to the same bytes. Such findings become one over both spans; the stronger one's
+/// reading names it.
+fn merge_collisions(found: impl Iterator<Item = Detection>) -> Vec<Detection> {
+    let mut out: Vec<Detection> = Vec::new();
+    for d in found {
+        match out.last_mut() {
+            Some(last) if d.span.start < last.span.end => {
+                let span = last.span.start.min(d.span.start)..last.span.end.max(d.span.end);
+                let obfuscated = last.obfuscated || d.obfuscated;
+                if d.score > last.score {
+                    *last = d;
+                }
+                last.span = span;
+                last.obfuscated = obfuscated;
+            }
+            _ => out.push(d),
+        }
+    }
+    out
 }
 
 /// A postal address runs on: street, then town, region, country and postcode, separated
@@ -361,6 +382,56 @@ mod tests {
         assert!(got.contains(&(EntityType::Email, "jane.roe@example.org")));
         assert!(got.contains(&(EntityType::CreditCard, "4111 1111 1111 1111")));
         assert!(got.contains(&(EntityType::Secret, "sk-proj-abcDEF1234567890abcdefGHIJ")));
+    }
+
+    #[test]
+    fn findings_inside_one_folded_character_become_one() {
+        // "½" folds to "1⁄2": two readings inside it mapped back to the same two bytes and
+        // were reported twice (found by scripts/fuzz; fuzz/corpus/pii/fold-collision-half).
+        let text = "My card is 41struction N\u{4}\u{0}\u{0}\u{0}\u{0}\u{0}\u{0}\u{0}\u{fffd}treet\u{2019}S, Lon\u{0}\u{0}\u{0}\u{0}\u{0}=BMy card is 41struction N\u{4}\u{0}\u{0}\u{0}\u{0}\u{0}\u{0}\u{0}\u{fffd}treet\u{2019}S, Lon\u{0}\u{0}\u{0}\u{0}\u{0}=Baker\u{fffd}=Baker\u{fffd}t\u{fffd}\u{fffd}\u{fffd}\u{fffd}\u{18}\u{bd}\u{fffd}ker\u{fffd}t\u{0}\u{fffd}\u{fffd}\u{fffd}\u{fffd}don NW1 6W1 69.\u{fffd}";
+        let found = scan(text, &ScanOptions::default());
+        let half = text.find('\u{bd}').unwrap();
+        assert!(
+            found
+                .iter()
+                .any(|d| d.span.start <= half && half < d.span.end),
+            "the folded character is still found: {found:?}"
+        );
+        for pair in found.windows(2) {
+            assert!(pair[0].span.end <= pair[1].span.start, "{found:?}");
+        }
+    }
+
+    #[test]
+    fn colliding_findings_merge_over_both_spans_under_the_stronger_reading() {
+        let d = |span: Range<usize>, entity, score| Detection {
+            entity,
+            span,
+            score,
+            recognizer: "test",
+            obfuscated: false,
+            personal: None,
+        };
+        let merged = merge_collisions(
+            [
+                d(0..4, EntityType::Person, 0.9),
+                d(10..12, EntityType::Date, 0.6),
+                d(10..14, EntityType::Location, 0.8),
+                d(20..22, EntityType::Date, 0.7),
+            ]
+            .into_iter(),
+        );
+        assert_eq!(
+            merged
+                .iter()
+                .map(|m| (m.span.clone(), m.entity))
+                .collect::<Vec<_>>(),
+            [
+                (0..4, EntityType::Person),
+                (10..14, EntityType::Location),
+                (20..22, EntityType::Date)
+            ]
+        );
     }
 
     #[test]
