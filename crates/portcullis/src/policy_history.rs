@@ -15,6 +15,7 @@ pub const UNRECORDED: &str = "unrecorded";
 /// A guard's policy as the history writes it: off, monitor, enforce, or enforce for a share.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GuardState {
+    /// Enforce, monitor or off.
     pub mode: Mode,
     /// With `mode = enforce` only: the share enforced, monitor for the rest.
     pub rollout: Option<Rollout>,
@@ -131,6 +132,7 @@ pub struct Change<'a> {
     pub how: &'a str,
     /// The operator's login, or the replica that reloaded.
     pub who: &'a str,
+    /// When, in Unix milliseconds.
     pub now_ms: i64,
 }
 

@@ -299,7 +299,9 @@ fn rate(x: Option<f64>) -> String {
 pub struct Facts<'a> {
     /// The latest red-team run.
     pub last_run: Option<&'a portcullis_store::RedteamRun>,
+    /// Labelled shadow precision per guard.
     pub shadow: &'a [Shadow],
+    /// The period's policy changes, and each guard's latest.
     pub history: &'a History,
 }
 
