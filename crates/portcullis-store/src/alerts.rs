@@ -28,6 +28,20 @@ pub struct AlertFilter {
     pub limit: Option<i64>,
 }
 
+/// The alerts of one kind over a period, for the compliance report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertSummary {
+    pub kind: String,
+    pub count: i64,
+    /// The first and last alert of the kind in the period (ms since the epoch).
+    pub first_ms: i64,
+    pub last_ms: i64,
+    /// How many subjects (users, guards, …) the alerts were about.
+    pub subjects: i64,
+    /// The last alert's message, as a sample of what was said.
+    pub sample: String,
+}
+
 impl Store {
     /// Keeps one alert.
     pub async fn record_alert(&self, a: &StoredAlert) -> Result<(), StoreError> {
@@ -68,5 +82,37 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    /// Alerts since `since_ms`, counted per kind: most frequent first.
+    pub async fn alert_summary(&self, since_ms: i64) -> Result<Vec<AlertSummary>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT kind, CAST(COUNT(*) AS BIGINT) AS n, MIN(time_ms) AS first_ms, \
+             MAX(time_ms) AS last_ms, CAST(COUNT(DISTINCT subject) AS BIGINT) AS subjects \
+             FROM alerts WHERE time_ms >= $1 GROUP BY kind ORDER BY n DESC, kind",
+        )
+        .bind(since_ms)
+        .fetch_all(self.pool())
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let kind: String = row.try_get("kind")?;
+            let last = self
+                .alerts(&AlertFilter {
+                    since_ms: Some(since_ms),
+                    kind: Some(kind.clone()),
+                    limit: Some(1),
+                })
+                .await?;
+            out.push(AlertSummary {
+                count: row.try_get("n")?,
+                first_ms: row.try_get("first_ms")?,
+                last_ms: row.try_get("last_ms")?,
+                subjects: row.try_get("subjects")?,
+                sample: last.first().map(|a| a.message.clone()).unwrap_or_default(),
+                kind,
+            });
+        }
+        Ok(out)
     }
 }

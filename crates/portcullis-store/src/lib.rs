@@ -14,11 +14,13 @@
 //!   at a time, at most half the pool busy with lookups.
 //! - [`audit`]: records, queries, the per-replica keyed chain and its verification, the
 //!   journaling [`AuditWriter`], retention behind anchors, CSV/JSON-lines export.
+//! - [`alerts`]: the alerts the gateway raised, listed and counted per kind.
 //! - [`ledger`]: spend per request, totals per scope and period, reports.
 //! - [`responses`]: which gateway key created each stored Responses-API response.
 //! - [`redteam`]: red-team runs — what each measured and whether it met its thresholds.
 //! - [`kills`]: the kill switch's list — stopped keys, users, teams, models, lock-down.
 //! - [`review`]: reviewers' labels on shadow-mode (would-have-blocked) verdicts.
+//! - [`policy_events`]: each change of a guard's mode or rollout share, and who made it.
 
 pub mod alerts;
 pub mod audit;
@@ -27,11 +29,12 @@ pub mod keys;
 pub mod kills;
 pub mod ledger;
 mod migrate;
+pub mod policy_events;
 pub mod redteam;
 pub mod responses;
 pub mod review;
 
-pub use alerts::{AlertFilter, StoredAlert};
+pub use alerts::{AlertFilter, AlertSummary, StoredAlert};
 pub use audit::{
     AuditFilter, AuditRecord, AuditWriter, ChainKey, ChainReport, PruneReport, SpoolConfig,
     VerifyError, VerifyReport,
@@ -40,6 +43,7 @@ pub use key_cache::CacheClock;
 pub use keys::{CreatedKey, KeyRecord, NewKey};
 pub use kills::{Kill, KillScope};
 pub use ledger::{GroupBy, SpendEntry, SpendRow, SpendScope};
+pub use policy_events::PolicyEvent;
 pub use redteam::RedteamRun;
 pub use responses::ResponseOwner;
 pub use review::{JudgedRecord, Label, ReviewLabel};

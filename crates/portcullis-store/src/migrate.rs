@@ -153,6 +153,21 @@ const ALERTS_TABLE: &[&str] = &[
     "CREATE INDEX IF NOT EXISTS alerts_time ON alerts (time_ms)",
 ];
 
+/// Step "policy events": each change of a guard's mode or rollout share (reloads, promote,
+/// demote), for the compliance report's rollout history. Its own step, like the alerts table.
+const POLICY_EVENTS: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS policy_events (\n\
+        time_ms BIGINT NOT NULL,\n\
+        guard TEXT NOT NULL,\n\
+        from_state TEXT NOT NULL,\n\
+        to_state TEXT NOT NULL,\n\
+        how TEXT NOT NULL,\n\
+        who TEXT NOT NULL DEFAULT ''\n\
+    )",
+    "CREATE INDEX IF NOT EXISTS policy_events_time ON policy_events (time_ms)",
+    "CREATE INDEX IF NOT EXISTS policy_events_guard ON policy_events (guard, time_ms)",
+];
+
 /// Brings the schema behind `pool` up to date.
 pub(crate) async fn run(pool: &AnyPool, backend: Backend) -> Result<(), StoreError> {
     for stmt in MIGRATION
@@ -177,6 +192,9 @@ pub(crate) async fn run(pool: &AnyPool, backend: Backend) -> Result<(), StoreErr
         .filter(|s| !s.is_empty())
     {
         pool.execute(stmt).await?;
+    }
+    for stmt in POLICY_EVENTS {
+        pool.execute(*stmt).await?;
     }
     Ok(())
 }

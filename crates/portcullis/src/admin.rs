@@ -241,7 +241,11 @@ async fn reload(State(admin): State<Arc<Admin>>, headers: HeaderMap) -> Response
     if let Err(r) = admin.check(&headers) {
         return r;
     }
-    match admin.reloader.reload().await {
+    match admin
+        .reloader
+        .reload(crate::reload::Trigger::AdminApi)
+        .await
+    {
         Ok(source) => axum::Json(json!({"reloaded": true, "source": source})).into_response(),
         Err(e) => {
             tracing::error!(error = %e, "config reload refused; the old policy keeps serving");

@@ -24,6 +24,7 @@
 //! - Incidents: [`kill`] (the kill switch and its news between replicas), [`reload`] (live
 //!   reload of the config), [`admin`] (their HTTP API, behind an admin token).
 //! - Releasing a policy: [`review`] (shadow-mode labels, per-guard counters, promotion),
+//!   [`policy_history`] (each change of a guard's mode or rollout share, in the store),
 //!   [`report`] (the compliance report: controls, checklist from facts, runbook).
 
 pub mod admin;
@@ -44,6 +45,7 @@ pub mod lifecycle;
 pub mod metrics;
 pub mod mock;
 pub mod notify;
+pub mod policy_history;
 pub mod redteam;
 pub mod reload;
 pub mod report;

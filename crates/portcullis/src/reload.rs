@@ -98,6 +98,25 @@ pub fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
     keys
 }
 
+/// What asked for a reload, as the policy history records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// SIGHUP.
+    Hangup,
+    /// `POST /admin/reload`.
+    AdminApi,
+}
+
+impl Trigger {
+    /// `reload (SIGHUP)` or `reload (admin API)`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Hangup => "reload (SIGHUP)",
+            Trigger::AdminApi => "reload (admin API)",
+        }
+    }
+}
+
 /// Swaps the serving gateway for one built from the config file.
 pub struct Reloader {
     path: Option<PathBuf>,
@@ -148,8 +167,9 @@ impl Reloader {
         })
     }
 
-    /// Re-reads the config and swaps it in; the source it came from, or why not.
-    pub async fn reload(&self) -> Result<String, ReloadError> {
+    /// Re-reads the config and swaps it in; the source it came from, or why not. A change of
+    /// a guard's mode or rollout share is recorded in the store's policy history.
+    pub async fn reload(&self, trigger: Trigger) -> Result<String, ReloadError> {
         let _one = self.busy.lock().await;
         let mut config = Config::load(self.path.as_deref())?;
         self.overrides.apply(&mut config);
@@ -165,8 +185,17 @@ impl Reloader {
         let app = Arc::new(old.reconfigured(config)?);
         self.router
             .store(Arc::new(crate::server::router(app.clone())));
-        self.app.store(app);
+        self.app.store(app.clone());
         tracing::info!(source = %source, "config reloaded");
+        let who = format!("replica {}", app.audit.replica());
+        crate::policy_history::record_served(
+            &app.store,
+            Some(&old.config),
+            &app.config,
+            trigger.as_str(),
+            &who,
+        )
+        .await;
         Ok(source)
     }
 }

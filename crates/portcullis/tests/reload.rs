@@ -5,7 +5,9 @@
 
 mod common;
 
-use common::node::{ADMIN, Node, TOKEN, client, code, create_key, eventually, setup, write_config};
+use common::node::{
+    ADMIN, Node, TOKEN, cli, client, code, create_key, eventually, setup, write_config,
+};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -79,6 +81,86 @@ fn a_broken_reload_is_refused_and_the_old_policy_keeps_serving_then_a_good_one_a
     let (status, body) = node.admin("POST", "/admin/reload", TOKEN, None);
     assert_eq!((status, body["reloaded"].as_bool()), (200, Some(true)));
     assert_eq!(node.chat(&key, "gpt-4o-mini", 2).0, refused);
+}
+
+#[test]
+fn reloads_that_change_a_guards_mode_or_share_are_recorded_once_in_the_policy_history() {
+    let (dir, config) = setup(&format!("{ADMIN}[injection]\nmode = \"monitor\"\n"));
+    let node = Node::start(&config, dir.path());
+    let report = || -> Value {
+        serde_json::from_str(&cli(&config, &["report", "--format", "json"])).unwrap()
+    };
+    let changes = || -> Vec<(String, String, String, String)> {
+        report()["history"]["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                let s = |k: &str| e[k].as_str().unwrap().to_owned();
+                (s("how"), s("from"), s("to"), s("who"))
+            })
+            .collect()
+    };
+    // Released to 10 % of users over SIGHUP.
+    write_config(
+        &config,
+        dir.path(),
+        &format!("{ADMIN}[injection]\nrollout = 10\nrollout_by = \"user\"\n"),
+    );
+    node.signal("-HUP");
+    assert!(
+        eventually(Duration::from_secs(5), || changes().len() == 2),
+        "{:?}",
+        changes()
+    );
+    // A refused file records nothing; a reload that changes no mode records nothing.
+    write_config(
+        &config,
+        dir.path(),
+        &format!("{ADMIN}[injection]\nrollout = 130\n"),
+    );
+    assert_eq!(node.admin("POST", "/admin/reload", TOKEN, None).0, 400);
+    write_config(
+        &config,
+        dir.path(),
+        &format!(
+            "{ADMIN}[injection]\nrollout = 10\nrollout_by = \"user\"\n[size]\nmax_messages = 9\n"
+        ),
+    );
+    assert_eq!(node.admin("POST", "/admin/reload", TOKEN, None).0, 200);
+    // To everyone over the admin API: recorded before the API answers.
+    write_config(&config, dir.path(), ADMIN);
+    assert_eq!(node.admin("POST", "/admin/reload", TOKEN, None).0, 200);
+    let got = changes();
+    let steps: Vec<(&str, &str, &str)> = got
+        .iter()
+        .map(|(h, f, t, _)| (h.as_str(), f.as_str(), t.as_str()))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            ("start", "unrecorded", "monitor"),
+            ("reload (SIGHUP)", "monitor", "enforce 10% by user"),
+            ("reload (admin API)", "enforce 10% by user", "enforce"),
+        ]
+    );
+    assert!(got.iter().all(|c| c.3.starts_with("replica ")), "{got:?}");
+    let r = report();
+    let limited = r["checklist"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["item"].as_str().unwrap().starts_with("Limited release"))
+        .unwrap()
+        .clone();
+    let evidence = limited["evidence"].as_str().unwrap();
+    assert!(
+        limited["done"] == true
+            && evidence.contains("injection: monitored (never blocks) since ")
+            && evidence.contains(", enforced for 10 % of users (monitored for the rest) since ")
+            && evidence.ends_with("(reload (admin API))"),
+        "{limited}"
+    );
 }
 
 /// An upstream that answers every chat completion with `answer`, holding the first request

@@ -225,6 +225,43 @@ fn labels_gate_promotion_and_promote_demote_reload_the_running_gateway() {
             .iter()
             .any(|c| c["name"] == "injection" && c["mode"] == "enforce")
     );
+    // Each change is in the policy history once: the start in monitor, the forced promotion,
+    // the demotion, the promotion — the reloads that followed them added nothing.
+    let changes: Vec<(String, String, String)> = r["history"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let s = |k: &str| e[k].as_str().unwrap().to_owned();
+            (s("how"), s("from"), s("to"))
+        })
+        .collect();
+    let want = [
+        ("start", "unrecorded", "monitor"),
+        (
+            "promote --force (below the review floor)",
+            "monitor",
+            "enforce",
+        ),
+        ("demote", "enforce", "monitor"),
+        ("promote", "monitor", "enforce"),
+    ]
+    .map(|(h, f, t)| (h.to_owned(), f.to_owned(), t.to_owned()));
+    assert_eq!(changes, want);
+    let limited = r["checklist"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["item"].as_str().unwrap().starts_with("Limited release"))
+        .unwrap();
+    let evidence = limited["evidence"].as_str().unwrap();
+    assert_eq!(limited["done"], true, "{limited}");
+    assert!(
+        evidence.starts_with("injection: monitored (never blocks) since ")
+            && evidence.contains("(demote)")
+            && evidence.ends_with("(promote)"),
+        "{evidence}"
+    );
 
     // The same queue over the admin API: the two would-blocks since the labelling wait.
     let (status, next) = node.admin("GET", "/admin/review/next?guard=injection", TOKEN, None);

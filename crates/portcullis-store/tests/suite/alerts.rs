@@ -1,4 +1,5 @@
-//! Alerts: kept in full (details included), listed newest first, by kind and since a time.
+//! Alerts: kept in full (details included), listed newest first, by kind and since a time,
+//! and counted per kind over a period.
 
 use super::*;
 
@@ -50,4 +51,31 @@ pub async fn alerts_suite(store: &Store) {
         .await
         .unwrap();
     assert_eq!(one.len(), 1);
+    // Counted per kind for the report: most frequent first, with the period's first and last
+    // time, how many subjects, and the newest message as a sample.
+    let summary = store.alert_summary(0).await.unwrap();
+    assert_eq!(
+        summary,
+        vec![
+            AlertSummary {
+                kind: "token_spike".into(),
+                count: 2,
+                first_ms: 100,
+                last_ms: 300,
+                subjects: 2,
+                sample: "token_spike for trudy".into(),
+            },
+            AlertSummary {
+                kind: "user_flag_burst".into(),
+                count: 1,
+                first_ms: 200,
+                last_ms: 200,
+                subjects: 1,
+                sample: "user_flag_burst for eve".into(),
+            },
+        ]
+    );
+    let recent = store.alert_summary(250).await.unwrap();
+    assert_eq!(recent.len(), 1);
+    assert_eq!((recent[0].count, recent[0].first_ms), (1, 300));
 }

@@ -10,6 +10,7 @@ mod audit_log;
 mod keys;
 mod ledger;
 mod migration;
+mod policy_events;
 mod redteam;
 mod responses;
 mod review;
@@ -19,6 +20,7 @@ use audit_log::{audit_suite, replay_suite};
 use keys::{key_cache_suite, keys_suite};
 use ledger::ledger_suite;
 use migration::migration_suite;
+use policy_events::policy_events_suite;
 use redteam::redteam_suite;
 use responses::responses_suite;
 use review::review_suite;
@@ -153,6 +155,12 @@ mod sqlite {
         review_suite(&open(&url(&d)).await.unwrap()).await;
     }
 
+    #[tokio::test]
+    async fn policy_events() {
+        let d = tempfile::tempdir().unwrap();
+        policy_events_suite(&open(&url(&d)).await.unwrap()).await;
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn key_cache() {
         let d = tempfile::tempdir().unwrap();
@@ -271,6 +279,12 @@ mod postgres {
     async fn review_labels() {
         let s = PgSchema::new();
         review_suite(&open(&s.url()).await.unwrap()).await;
+    }
+
+    #[tokio::test]
+    async fn policy_events() {
+        let s = PgSchema::new();
+        policy_events_suite(&open(&s.url()).await.unwrap()).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

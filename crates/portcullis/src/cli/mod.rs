@@ -262,6 +262,8 @@ async fn serve(a: ServeArgs) -> Result<(), BoxError> {
     };
     let listen = config.server.listen.clone();
     let app = Arc::new(App::build(config, &upstream_url).await?);
+    let who = format!("replica {}", app.audit.replica());
+    crate::policy_history::record_served(&app.store, None, &app.config, "start", &who).await;
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
@@ -311,7 +313,7 @@ fn spawn_reload_on_hangup(reloader: Arc<crate::reload::Reloader>) {
             }
         };
         while hup.recv().await.is_some() {
-            if let Err(e) = reloader.reload().await {
+            if let Err(e) = reloader.reload(crate::reload::Trigger::Hangup).await {
                 tracing::error!(error = %e, "config reload refused; the old policy keeps serving");
             }
         }

@@ -209,13 +209,21 @@ pub async fn set_mode(a: ModeArgs, to: Mode) -> Result<(), BoxError> {
         println!("{} is already {}; nothing changed", a.guard, to.as_str());
         return Ok(());
     }
+    let mut how = if to == Mode::Enforce {
+        "promote"
+    } else {
+        "demote"
+    };
     if to == Mode::Enforce {
         let records = store.judged_records(since, false).await?;
         let labels = store.review_labels(since).await?;
         let tally = stats::tally(&records, &labels);
         match promote::check_floor(&a.guard, tally.get(&a.guard), &config.review) {
             Ok(()) => {}
-            Err(e) if a.force => eprintln!("warning: --force: {e}"),
+            Err(e) if a.force => {
+                eprintln!("warning: --force: {e}");
+                how = "promote --force (below the review floor)";
+            }
             Err(e) => return Err(e.into()),
         }
     }
@@ -227,12 +235,36 @@ pub async fn set_mode(a: ModeArgs, to: Mode) -> Result<(), BoxError> {
         to.as_str(),
         path.display()
     );
+    record(&store, &config, &path, &a.guard, how).await;
     match reload_with {
         Some((base, token)) => reload(&base, &token).await,
         None => {
             println!("reload the gateway: kill -HUP <pid>, or POST /admin/reload");
             Ok(())
         }
+    }
+}
+
+/// Records the change in the store's policy history; the file is already changed, so a store
+/// that cannot take it is a warning, not a failure.
+async fn record(store: &Store, before: &Config, path: &std::path::Path, guard: &str, how: &str) {
+    let after = match Config::load(Some(path)) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("warning: not recorded in the policy history: {e}");
+            return;
+        }
+    };
+    let who = crate::policy_history::operator();
+    let change = crate::policy_history::Change {
+        how,
+        who: &who,
+        now_ms: portcullis_store::now_ms(),
+    };
+    if let Err(e) =
+        crate::policy_history::record_changes(store, &[guard], Some(before), &after, change).await
+    {
+        eprintln!("warning: not recorded in the policy history: {e}");
     }
 }
 

@@ -9,7 +9,9 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+mod incident;
 mod limits;
+pub use incident::{Contact, IncidentConfig};
 pub use limits::{LimitsConfig, Policy};
 
 /// A configuration problem, said so that the user can fix it.
@@ -64,6 +66,7 @@ pub struct Config {
     pub audit: crate::audit_log::AuditConfig,
     pub metrics: crate::scrape::MetricsConfig,
     pub review: crate::review::ReviewConfig,
+    pub incident: IncidentConfig,
     /// Where the config came from, for messages (`<defaults>` when no file).
     #[serde(skip)]
     pub source: String,
@@ -343,6 +346,9 @@ impl Config {
         let src = self.source.clone();
         if let Some((key, problem)) = self.review.problem() {
             return Err(ConfigError::invalid(&src, key, problem));
+        }
+        if let Some((key, problem)) = self.incident.problem() {
+            return Err(ConfigError::invalid(&src, &key, problem));
         }
         if self.server.listen.parse::<std::net::SocketAddr>().is_err() {
             return Err(ConfigError::invalid(

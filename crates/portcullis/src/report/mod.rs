@@ -1,14 +1,18 @@
 //! The compliance report (`portcullis report`): what the live config turns on, layer by
 //! layer; the pre-production checklist with each item's status derived from recorded facts
-//! (red-team runs, rollout settings, review labels, limits); the period's traffic, blocks and
-//! spend from the audit store; and the incident runbook. Rendered by [`render`].
+//! (red-team runs, rollout settings and their history, review labels, limits, contacts); the
+//! period's traffic, blocks, alerts, spend against budgets and policy changes from the store
+//! ([`period`]); and the incident runbook headed by the configured contacts. Rendered by
+//! [`render`].
 
+pub mod period;
 pub mod render;
 
-use crate::config::Config;
+use crate::config::{Config, Contact};
 use crate::review::stats;
+use period::{History, Spend};
 use portcullis_core::{Mode, Pipeline, Stage};
-use portcullis_store::{AuditFilter, Store, StoreError};
+use portcullis_store::{AlertSummary, AuditFilter, Store, StoreError};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -71,6 +75,14 @@ pub struct Report {
     pub checklist: Vec<CheckItem>,
     pub traffic: Traffic,
     pub shadow: Vec<Shadow>,
+    /// The period's alerts per kind, most frequent first.
+    pub alerts: Vec<AlertSummary>,
+    /// Spend against the configured budgets, and the top spenders.
+    pub spend: Spend,
+    /// The period's changes of guards' modes and rollout shares.
+    pub history: History,
+    /// Who to call, in order (`[incident] contacts`): the head of the runbook.
+    pub contacts: Vec<Contact>,
     /// Incident steps: (situation, command).
     pub runbook: Vec<(String, String)>,
 }
@@ -252,7 +264,16 @@ pub async fn gather(
         })
         .collect();
     let runs = store.redteam_runs(1).await?;
-    let checklist = checklist(config, &controls, runs.first(), &shadow);
+    let history = period::history(store, since).await?;
+    let checklist = checklist(
+        config,
+        &controls,
+        Facts {
+            last_run: runs.first(),
+            shadow: &shadow,
+            history: &history,
+        },
+    );
     Ok(Report {
         generated: crate::auth::utc(now_ms),
         config: config.source.clone(),
@@ -261,6 +282,10 @@ pub async fn gather(
         checklist,
         traffic,
         shadow,
+        alerts: period::alerts(store, since).await?,
+        spend: period::spend(config, store, since, now_ms).await?,
+        history,
+        contacts: config.incident.contacts.clone(),
         runbook: runbook(config),
     })
 }
@@ -269,14 +294,21 @@ fn rate(x: Option<f64>) -> String {
     x.map_or("-".into(), |x| format!("{:.1} %", x * 100.0))
 }
 
+/// The recorded facts the checklist rests on, besides the config and its controls.
+#[derive(Debug, Clone, Copy)]
+pub struct Facts<'a> {
+    /// The latest red-team run.
+    pub last_run: Option<&'a portcullis_store::RedteamRun>,
+    /// Labelled shadow precision per guard.
+    pub shadow: &'a [Shadow],
+    /// The period's policy changes, and each guard's latest.
+    pub history: &'a History,
+}
+
 /// The brief's pre-production checklist, each item's status from facts.
-pub fn checklist(
-    config: &Config,
-    controls: &[Control],
-    last_run: Option<&portcullis_store::RedteamRun>,
-    shadow: &[Shadow],
-) -> Vec<CheckItem> {
-    let redteam = match last_run {
+pub fn checklist(config: &Config, controls: &[Control], facts: Facts<'_>) -> Vec<CheckItem> {
+    let shadow = facts.shadow;
+    let redteam = match facts.last_run {
         Some(r) => CheckItem {
             item: "Tested against jailbreak prompts",
             done: r.pass,
@@ -301,26 +333,7 @@ pub fn checklist(
             evidence: "no red-team run recorded; run `portcullis redteam --config …`".into(),
         },
     };
-    let mut staged: Vec<String> = Vec::new();
-    for c in controls
-        .iter()
-        .filter(|c| c.mode.contains('%') || c.mode == "monitor")
-    {
-        let line = format!("{}: {}", c.name, c.mode);
-        if !staged.contains(&line) {
-            staged.push(line);
-        }
-    }
-    let limited = CheckItem {
-        item: "Limited release (a share of users, under watch)",
-        done: !staged.is_empty(),
-        evidence: if staged.is_empty() {
-            "every guard enforces for everyone; set `rollout = PERCENT` or `mode = \"monitor\"`"
-                .into()
-        } else {
-            staged.join("; ")
-        },
-    };
+    let limited = limited_release(controls, facts.history);
     let measured = CheckItem {
         item: "Shadow verdicts reviewed",
         done: !shadow.is_empty(),
@@ -358,12 +371,61 @@ pub fn checklist(
                 c.settings.clone()
             }),
         },
-        CheckItem {
-            item: "Incident plan",
-            done: true,
-            evidence: "runbook below: kill switch, lock-down, key revocation, demotion".into(),
-        },
+        incident_plan(config),
     ]
+}
+
+/// "Limited release": the period's policy changes per guard (from the history), then the
+/// guards staged now that did not change in the period, with since when.
+fn limited_release(controls: &[Control], history: &History) -> CheckItem {
+    let (mut lines, mut done) = period::timelines(history);
+    let changed: Vec<&str> = history.events.iter().map(|e| e.guard.as_str()).collect();
+    for c in controls
+        .iter()
+        .filter(|c| c.mode.contains('%') || c.mode == "monitor")
+        .filter(|c| !changed.contains(&c.name.as_str()))
+    {
+        let since = history.latest.get(&c.name).map_or_else(
+            || " (no change recorded)".to_owned(),
+            |e| format!(" since {}", crate::auth::utc(e.time_ms)),
+        );
+        let line = format!("{}: {}{since}", c.name, c.mode);
+        if !lines.contains(&line) {
+            lines.push(line);
+        }
+        done = true;
+    }
+    CheckItem {
+        item: "Limited release (a share of users, under watch)",
+        done,
+        evidence: if lines.is_empty() {
+            "every guard enforces for everyone and no staged release is recorded; set `rollout = PERCENT` or `mode = \"monitor\"`"
+                .into()
+        } else {
+            lines.join("; ")
+        },
+    }
+}
+
+/// "Incident plan": done when `[incident] contacts` says whom to call.
+fn incident_plan(config: &Config) -> CheckItem {
+    let contacts = &config.incident.contacts;
+    CheckItem {
+        item: "Incident plan",
+        done: !contacts.is_empty(),
+        evidence: if contacts.is_empty() {
+            "no one to call: add `[incident] contacts = [{ name, role, reach }]`; the runbook below has the commands only".into()
+        } else {
+            format!(
+                "who to call: {}; runbook below: kill switch, lock-down, key revocation, demotion",
+                contacts
+                    .iter()
+                    .map(|c| format!("{} ({}, {})", c.name, c.role, c.reach))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        },
+    }
 }
 
 /// The incident runbook, from the kill-switch and key commands, with this config.

@@ -89,11 +89,141 @@ pub fn markdown(r: &Report) -> String {
             );
         }
     }
+    let _ = writeln!(s, "\n## Alerts\n");
+    if r.alerts.is_empty() {
+        let _ = writeln!(s, "No alerts in the period.");
+    } else {
+        let _ = writeln!(
+            s,
+            "| alert | count | subjects | first | last | latest message |\n|---|---|---|---|---|---|"
+        );
+    }
+    for row in alert_rows(r) {
+        let _ = writeln!(s, "| {} |", row.map(|c| cell(&c)).join(" | "));
+    }
+    let _ = writeln!(s, "\n## Spend against budgets\n");
+    if r.spend.budgets.is_empty() {
+        let _ = writeln!(
+            s,
+            "No budgets configured (`[limits]` budget_daily_usd / budget_monthly_usd)."
+        );
+    } else {
+        let _ = writeln!(
+            s,
+            "| scope | budget | period | spent | used | spent in the report's days |\n|---|---|---|---|---|---|"
+        );
+    }
+    for row in budget_rows(r) {
+        let _ = writeln!(s, "| {} |", row.map(|c| cell(&c)).join(" | "));
+    }
+    if r.spend.more_budgets > 0 {
+        let _ = writeln!(
+            s,
+            "\n{} more budget lines, less used, are not listed.",
+            r.spend.more_budgets
+        );
+    }
+    if !r.spend.top.is_empty() {
+        let _ = writeln!(
+            s,
+            "\nTop spenders over the period:\n\n| by | name | requests | spent |\n|---|---|---|---|"
+        );
+    }
+    for row in top_rows(r) {
+        let _ = writeln!(s, "| {} |", row.map(|c| cell(&c)).join(" | "));
+    }
+    let _ = writeln!(s, "\n## Policy changes\n");
+    if r.history.events.is_empty() {
+        let _ = writeln!(s, "No guard changed mode or rollout share in the period.");
+    } else {
+        let _ = writeln!(
+            s,
+            "| time | guard | from | to | how | who |\n|---|---|---|---|---|---|"
+        );
+    }
+    for row in history_rows(r) {
+        let _ = writeln!(s, "| {} |", row.map(|c| cell(&c)).join(" | "));
+    }
     let _ = writeln!(s, "\n## Incident runbook\n");
+    if r.contacts.is_empty() {
+        let _ = writeln!(
+            s,
+            "**No contacts configured**: add `[incident] contacts` so the runbook says whom to call.\n"
+        );
+    } else {
+        let _ = writeln!(
+            s,
+            "Who to call, in this order:\n\n| name | role | reach |\n|---|---|---|"
+        );
+        for c in &r.contacts {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} |",
+                cell(&c.name),
+                cell(&c.role),
+                cell(&c.reach)
+            );
+        }
+        let _ = writeln!(s);
+    }
     for (what, cmd) in &r.runbook {
         let _ = writeln!(s, "- **{what}**: `{cmd}`");
     }
     s
+}
+
+fn money(usd: f64) -> String {
+    format!("${usd:.4}")
+}
+
+fn alert_rows(r: &Report) -> impl Iterator<Item = [String; 6]> + '_ {
+    r.alerts.iter().map(|a| {
+        [
+            a.kind.clone(),
+            a.count.to_string(),
+            a.subjects.to_string(),
+            crate::auth::utc(a.first_ms),
+            crate::auth::utc(a.last_ms),
+            a.sample.clone(),
+        ]
+    })
+}
+
+fn budget_rows(r: &Report) -> impl Iterator<Item = [String; 6]> + '_ {
+    r.spend.budgets.iter().map(|b| {
+        [
+            b.scope.clone(),
+            format!("{} per {}", money(b.limit_usd), b.window),
+            b.period.clone(),
+            money(b.spent_usd),
+            format!("{:.1} %", b.share * 100.0),
+            money(b.report_spend_usd),
+        ]
+    })
+}
+
+fn top_rows(r: &Report) -> impl Iterator<Item = [String; 4]> + '_ {
+    r.spend.top.iter().map(|t| {
+        [
+            t.by.to_owned(),
+            t.name.clone(),
+            t.requests.to_string(),
+            money(t.spend_usd),
+        ]
+    })
+}
+
+fn history_rows(r: &Report) -> impl Iterator<Item = [String; 6]> + '_ {
+    r.history.events.iter().map(|e| {
+        [
+            crate::auth::utc(e.time_ms),
+            e.guard.clone(),
+            e.from.clone(),
+            e.to.clone(),
+            e.how.clone(),
+            e.who.clone(),
+        ]
+    })
 }
 
 fn capped_note(t: &super::Traffic) -> String {
@@ -159,6 +289,12 @@ fn table(s: &mut String, head: &[&str], rows: Vec<Vec<String>>) {
         s.push_str("</tr>");
     }
     s.push_str("</table>\n");
+}
+
+/// Rows of plain text, escaped for HTML cells.
+fn escaped<const N: usize>(rows: impl Iterator<Item = [String; N]>) -> Vec<Vec<String>> {
+    rows.map(|row| row.iter().map(|c| escape(c)).collect())
+        .collect()
 }
 
 /// One self-contained HTML page.
@@ -249,7 +385,78 @@ pub fn html(r: &Report) -> String {
             rows,
         );
     }
-    s.push_str("<h2>Incident runbook</h2><ul>");
+    s.push_str("<h2>Alerts</h2>");
+    if r.alerts.is_empty() {
+        s.push_str("<p>No alerts in the period.</p>");
+    } else {
+        table(
+            &mut s,
+            &[
+                "alert",
+                "count",
+                "subjects",
+                "first",
+                "last",
+                "latest message",
+            ],
+            escaped(alert_rows(r)),
+        );
+    }
+    s.push_str("<h2>Spend against budgets</h2>");
+    if r.spend.budgets.is_empty() {
+        s.push_str("<p>No budgets configured.</p>");
+    } else {
+        table(
+            &mut s,
+            &[
+                "scope",
+                "budget",
+                "period",
+                "spent",
+                "used",
+                "spent in the report's days",
+            ],
+            escaped(budget_rows(r)),
+        );
+    }
+    if r.spend.more_budgets > 0 {
+        let _ = write!(
+            s,
+            "<p>{} more budget lines, less used, are not listed.</p>",
+            r.spend.more_budgets
+        );
+    }
+    if !r.spend.top.is_empty() {
+        s.push_str("<p>Top spenders over the period:</p>");
+        table(
+            &mut s,
+            &["by", "name", "requests", "spent"],
+            escaped(top_rows(r)),
+        );
+    }
+    s.push_str("<h2>Policy changes</h2>");
+    if r.history.events.is_empty() {
+        s.push_str("<p>No guard changed mode or rollout share in the period.</p>");
+    } else {
+        table(
+            &mut s,
+            &["time", "guard", "from", "to", "how", "who"],
+            escaped(history_rows(r)),
+        );
+    }
+    s.push_str("<h2>Incident runbook</h2>");
+    if r.contacts.is_empty() {
+        s.push_str("<p class=\"todo\">No contacts configured: add <code>[incident] contacts</code> so the runbook says whom to call.</p>");
+    } else {
+        s.push_str("<p>Who to call, in this order:</p>");
+        let rows = r
+            .contacts
+            .iter()
+            .map(|c| vec![escape(&c.name), escape(&c.role), escape(&c.reach)])
+            .collect();
+        table(&mut s, &["name", "role", "reach"], rows);
+    }
+    s.push_str("<ul>");
     for (what, cmd) in &r.runbook {
         let _ = write!(
             s,
