@@ -22,7 +22,7 @@ pub struct AlertsConfig {
     pub token_spike: crate::detect::TokenSpikeConfig,
     pub upstream_latency: crate::detect::LatencyConfig,
     pub error_rate: crate::detect::ErrorRateConfig,
-    /// Read at start only (a reload keeps the watcher it has).
+    /// Read at start only: a reload that changes it is refused as needing a restart.
     pub audit_spool: crate::spool_watch::SpoolAlertConfig,
     pub webhook: crate::notify::WebhookConfig,
 }
