@@ -2,7 +2,7 @@
 //! record it becomes when the request ends (see [`crate::lifecycle`]).
 
 use crate::auth::Caller;
-use portcullis_core::{ChatRequest, Context, Outcome, Principal, Usage};
+use portcullis_core::{ChatRequest, Context, Message, Outcome, Principal, Usage};
 use portcullis_store::audit::text_mac::canonical_input;
 use portcullis_store::{AuditRecord, TextMac};
 use serde_json::Value;
@@ -102,6 +102,11 @@ impl Trail {
         }
     }
 
+    /// Forgets the answer text: the client was gone before it could be delivered.
+    pub fn undelivered(&mut self) {
+        self.output = None;
+    }
+
     /// Records the model the upstream named (the first name it gave wins).
     pub fn served(&mut self, model: Option<&str>) {
         if self.model_served.is_none()
@@ -188,8 +193,12 @@ impl Trail {
 /// message as the client sent it, then each retrieved document (the `portcullis.documents`
 /// extension) under the role `document`.
 pub fn chat_input(req: &ChatRequest) -> String {
-    let texts: Vec<(String, String)> = req
-        .messages
+    messages_input(&req.messages, &req.documents)
+}
+
+/// The canonical input of `messages` followed by `documents` (see [`chat_input`]).
+pub fn messages_input(messages: &[Message], documents: &[String]) -> String {
+    let texts: Vec<(String, String)> = messages
         .iter()
         .filter(|m| !m.document)
         .map(|m| {
@@ -199,7 +208,7 @@ pub fn chat_input(req: &ChatRequest) -> String {
                 .unwrap_or_default();
             (role, m.joined_text())
         })
-        .chain(req.documents.iter().map(|d| ("document".into(), d.clone())))
+        .chain(documents.iter().map(|d| ("document".into(), d.clone())))
         .collect();
     canonical_input(texts.iter().map(|(r, t)| (r.as_str(), t.as_str())))
 }

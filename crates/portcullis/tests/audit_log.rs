@@ -95,6 +95,9 @@ fn records_name_the_model_served_mac_the_text_and_sum_up_a_stream_per_guard() {
     let stream_id = request_id(&r);
     let mut raw = String::new();
     r.read_to_string(&mut raw).unwrap();
+    let r = gw.post("/v1/scan", &gw.key, &json!({"text": "scan this"}));
+    assert_eq!(r.status(), 200);
+    let scan_id = request_id(&r);
     gw.stop();
     let records = jsonl(&gw.cli(&["audit", "query", "--format", "jsonl"]));
     let of = |id: &str| {
@@ -146,6 +149,16 @@ fn records_name_the_model_served_mac_the_text_and_sum_up_a_stream_per_guard() {
     for v in &outputs {
         assert!(v["windows"].as_u64().unwrap() > 10, "{v}");
     }
+    let scanned = of(&scan_id);
+    assert_eq!(
+        scanned["input_hmac"],
+        hmac_hex(AUDIT_KEY, "input 9\nscan this\n")
+    );
+    assert!(scanned.get("output_hmac").is_none(), "no answer: {scanned}");
+    assert!(
+        scanned.get("model_served").is_none(),
+        "no upstream: {scanned}"
+    );
     // Same input, same MAC: the whole request's prompt sent again.
     let mut again = Gateway::start(None, None);
     let r = again.post(

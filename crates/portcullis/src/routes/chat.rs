@@ -227,12 +227,13 @@ pub(crate) fn deliver(tx: oneshot::Sender<Response>, resp: Response) {
 /// (the spend booked all the same) — then sends the response: a client that has its answer
 /// can count on its record being written.
 pub(crate) fn finish_delivery(
-    ex: Exchange,
+    mut ex: Exchange,
     tx: oneshot::Sender<Response>,
     resp: Response,
     status: u16,
 ) {
     if tx.is_closed() {
+        ex.trail.undelivered();
         ex.finish(Ending::ClientClosed);
     } else {
         ex.finish(Ending::Answered(status));
