@@ -66,7 +66,60 @@ pub struct GuardRecord {
     pub changes: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Time the guard took; over a stream, the total of every window.
     pub micros: u64,
+    /// Stream windows this verdict sums up (0: the verdict is on a whole request or answer).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub windows: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+impl Outcome {
+    /// How bad the outcome is, for keeping the worst of several: a refusal over a change over
+    /// a flag, a guard that could not decide above what it would have done.
+    pub fn severity(self) -> u8 {
+        match self {
+            Outcome::Allow => 0,
+            Outcome::Flag => 1,
+            Outcome::WouldTransform => 2,
+            Outcome::Transform => 3,
+            Outcome::ErrorOpen => 4,
+            Outcome::WouldBlock => 5,
+            Outcome::Block => 6,
+            Outcome::ErrorClosed => 7,
+        }
+    }
+}
+
+impl GuardRecord {
+    /// Folds the verdict on one more stream window into this guard's verdict on the stream:
+    /// the worst outcome, every finding once (a finding seen again in the already-sent
+    /// context of a later window is the same finding), every change, the first error, and
+    /// the total time.
+    fn absorb(&mut self, w: GuardRecord) {
+        if w.outcome.severity() > self.outcome.severity() {
+            self.outcome = w.outcome;
+        }
+        for f in w.findings {
+            match self.findings.iter_mut().find(|g| g.same_place(&f)) {
+                Some(g) => g.score = g.score.max(f.score),
+                None => self.findings.push(f),
+            }
+        }
+        for c in w.changes {
+            if !self.changes.contains(&c) {
+                self.changes.push(c);
+            }
+        }
+        if self.error.is_none() {
+            self.error = w.error;
+        }
+        self.micros = self.micros.saturating_add(w.micros);
+        self.windows = self.windows.saturating_add(w.windows.max(1));
+    }
 }
 
 /// Placeholders handed to the provider and the originals they stand for, for this request only.
@@ -191,6 +244,26 @@ impl Context {
         let mut s = hex::encode(mac.finalize().into_bytes());
         s.truncate(len.min(64));
         s
+    }
+
+    /// Records a guard's verdict on one window of a streamed answer (`lane`, starting at byte
+    /// `offset` of that lane's text): the stream keeps one verdict per guard, into which each
+    /// window's is folded, with findings placed in the lane's whole text.
+    pub fn record_window(&mut self, mut record: GuardRecord, lane: usize, offset: usize) {
+        for f in &mut record.findings {
+            f.segment = Some(lane);
+            if let Some(span) = &mut f.span {
+                *span = span.start + offset..span.end + offset;
+            }
+        }
+        record.windows = 1;
+        let same = |r: &&mut GuardRecord| {
+            r.windows > 0 && r.guard == record.guard && r.direction == record.direction
+        };
+        match self.trace.iter_mut().find(same) {
+            Some(r) => r.absorb(record),
+            None => self.trace.push(record),
+        }
     }
 
     /// Every finding recorded so far, across guards.

@@ -53,6 +53,17 @@ impl Finding {
         self
     }
 
+    /// Whether `other` is the same thing found in the same place by the same recogniser
+    /// (its score aside).
+    pub fn same_place(&self, other: &Finding) -> bool {
+        self.kind == other.kind
+            && self.detector == other.detector
+            && self.segment == other.segment
+            && self.span == other.span
+            && self.obfuscated == other.obfuscated
+            && self.note == other.note
+    }
+
     /// Adds a short note.
     pub fn note(mut self, note: impl Into<String>) -> Self {
         self.note = Some(note.into());

@@ -34,6 +34,10 @@ pub struct Window {
     pub offset: usize,
     /// The answer is complete: this is the last window.
     pub last: bool,
+    /// Which stream lane (a choice's content, a tool call's arguments) the window is of:
+    /// findings are recorded in that lane, so one guard's verdict over the whole stream
+    /// places each finding.
+    pub lane: usize,
 }
 
 /// A guard's judgement.

@@ -164,6 +164,7 @@ impl StreamScanner {
                 editable_from: lane.sent_tail.len(),
                 offset: lane.released - lane.sent_tail.len(),
                 last,
+                lane: index,
             };
             pipeline.run_output_window(req, &mut window, w, ctx).await?;
             let [seg] = window;
@@ -265,6 +266,82 @@ mod tests {
                 Verdict::transform(edits, vec![])
             })
         }
+    }
+
+    /// Flags every `NEEDLE`, placed in its window.
+    struct Needles;
+
+    #[async_trait::async_trait]
+    impl Guard for Needles {
+        fn name(&self) -> &str {
+            "needles"
+        }
+        async fn check_output(
+            &self,
+            out: &Output<'_>,
+            _ctx: &Context,
+        ) -> Result<Verdict, GuardError> {
+            let found: Vec<Finding> = out.segments[0]
+                .text
+                .match_indices("NEEDLE")
+                .map(|(at, m)| Finding::new("NEEDLE", "needles", 0.5).at(0, at..at + m.len()))
+                .collect();
+            Ok(if found.is_empty() {
+                Verdict::allow()
+            } else {
+                Verdict::flag(found)
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_long_stream_gets_one_verdict_per_guard_with_every_finding_placed_once() {
+        let p = Pipeline::new(
+            vec![],
+            vec![
+                Stage::new(Arc::new(Needles)),
+                Stage::new(Arc::new(NoSecrets)),
+            ],
+        );
+        let mut ctx = Context::new("r", Principal::default());
+        let mut whole = String::new();
+        let mut chunks = Vec::new();
+        for i in 0..60 {
+            let c = if i % 20 == 7 {
+                format!("a NEEDLE {i}. ")
+            } else {
+                format!("word {i} ")
+            };
+            whole += &c;
+            chunks.push(c);
+        }
+        let chunks: Vec<&str> = chunks.iter().map(String::as_str).collect();
+        let out = run(&chunks, &p, &mut ctx).await.unwrap();
+        assert_eq!(out, whole);
+        assert_eq!(ctx.trace.len(), 2, "{:?}", ctx.trace);
+        let needles = &ctx.trace[0];
+        assert_eq!(needles.guard, "needles");
+        assert!(needles.windows > 10, "{} windows", needles.windows);
+        assert_eq!(needles.outcome, crate::Outcome::Flag);
+        let spans: Vec<_> = needles
+            .findings
+            .iter()
+            .map(|f| (f.segment, f.span.clone().unwrap()))
+            .collect();
+        let expected: Vec<_> = whole
+            .match_indices("NEEDLE")
+            .map(|(at, _)| (Some(0), at..at + 6))
+            .collect();
+        assert_eq!(
+            spans, expected,
+            "each needle once, in the stream's coordinates"
+        );
+        assert_eq!(ctx.trace[1].guard, "no_secrets");
+        assert_eq!(ctx.trace[1].outcome, crate::Outcome::Allow);
+        assert_eq!(ctx.trace[1].windows, needles.windows);
+        // Serialised, the aggregate says how many windows it sums up.
+        let v = serde_json::to_value(&ctx.trace[0]).unwrap();
+        assert_eq!(v["windows"], needles.windows);
     }
 
     fn req() -> ChatRequest {

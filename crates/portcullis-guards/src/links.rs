@@ -422,6 +422,7 @@ mod tests {
                 editable_from,
                 offset: 0,
                 last,
+                lane: 0,
             })
         };
         let open = "ok ![x](https://evil.test/?q=SEC";

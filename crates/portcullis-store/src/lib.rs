@@ -37,7 +37,7 @@ pub mod review;
 pub use alerts::{AlertFilter, AlertSummary, StoredAlert};
 pub use audit::{
     AuditFilter, AuditRecord, AuditWriter, ChainKey, ChainReport, PruneReport, SpoolConfig,
-    VerifyError, VerifyReport,
+    TextMac, VerifyError, VerifyReport,
 };
 pub use key_cache::CacheClock;
 pub use keys::{CreatedKey, KeyRecord, NewKey};

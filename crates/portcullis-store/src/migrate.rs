@@ -132,6 +132,9 @@ const ADDED: &[(&str, &str, &str)] = &[
     ("keys", "prev_until_ms", "BIGINT"),
     ("audit", "replica", "TEXT"),
     ("audit", "seq", "BIGINT"),
+    ("audit", "model_served", "TEXT"),
+    ("audit", "input_hmac", "TEXT"),
+    ("audit", "output_hmac", "TEXT"),
 ];
 
 /// Statements that need the added columns (run after them). Append only.

@@ -22,6 +22,8 @@ pub struct AlertsConfig {
     pub token_spike: crate::detect::TokenSpikeConfig,
     pub upstream_latency: crate::detect::LatencyConfig,
     pub error_rate: crate::detect::ErrorRateConfig,
+    /// Read at start only: a reload that changes it is refused as needing a restart.
+    pub audit_spool: crate::spool_watch::SpoolAlertConfig,
     pub webhook: crate::notify::WebhookConfig,
 }
 
@@ -34,6 +36,7 @@ impl Default for AlertsConfig {
             token_spike: Default::default(),
             upstream_latency: Default::default(),
             error_rate: Default::default(),
+            audit_spool: Default::default(),
             webhook: Default::default(),
         }
     }

@@ -95,6 +95,11 @@ impl App {
             metrics.alert_deliveries.clone(),
         ));
         let detectors = Arc::new(crate::detect::Detectors::new(&config.alerts));
+        crate::spool_watch::spawn(
+            Arc::downgrade(&audit),
+            Arc::downgrade(&metrics),
+            &config.alerts.audit_spool,
+        );
         let limiter = portcullis_limits::limiter_from_url(
             &config.limits.url,
             &config.limits.prefix,

@@ -120,6 +120,7 @@ mod tests {
             changes: Vec::new(),
             error: None,
             micros: 0,
+            windows: 0,
         };
         assert_eq!(mode_header(&[]), None);
         let trace = [

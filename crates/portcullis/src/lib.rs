@@ -14,8 +14,9 @@
 //!   [`audit_log`] (the `[audit]` section: chain key, replica, sinks, retention).
 //! - Below them all: [`config`] (the TOML file), [`http`] (shared HTTP shapes), [`metrics`]
 //!   and [`anomaly`] (what operators watch), [`scrape`] (who may read `/metrics`),
-//!   [`detect`] (token spikes, upstream latency, error rate) and [`notify`] (alerts to the
-//!   store and webhooks, deduplicated, retried in the background).
+//!   [`detect`] (token spikes, upstream latency, error rate), [`spool_watch`] (the audit
+//!   backlog's gauges and its alert) and [`notify`] (alerts to the store and webhooks,
+//!   deduplicated, retried in the background).
 //! - [`structured`]: the JSON Schema an answer must match (policy or request), and the check.
 //! - Beside the path: [`scan`] (guards without a model call), [`explain`] (why a text was
 //!   judged as it was), [`traffic`] (the policy measured
@@ -54,6 +55,7 @@ pub mod routes;
 pub mod scan;
 pub mod scrape;
 pub mod server;
+pub mod spool_watch;
 pub mod structured;
 pub mod traffic;
 pub mod upstream;

@@ -110,6 +110,7 @@ pub struct Metrics {
     pub upstream_errors: Family<CodeLabels, Counter>,
     pub limit_refusals: Family<CodeLabels, Counter>,
     pub backend_up: Family<BackendLabels, Gauge>,
+    pub audit: crate::spool_watch::AuditGauges,
     pub alert_deliveries: crate::notify::Deliveries,
     /// Where alerts go beyond the log and the counter (set once the runtime is up).
     notifier: std::sync::OnceLock<crate::notify::Notifier>,
@@ -123,7 +124,8 @@ pub struct Metrics {
 
 /// The alert kinds the gateway raises, exported at 0 from the start so that rules on
 /// `increase(portcullis_alerts_total[…])` see the first one.
-pub const ALERT_KINDS: [&str; 11] = [
+pub const ALERT_KINDS: [&str; 12] = [
+    "audit_spool_growing",
     "budget_soft_limit",
     "error_rate",
     "guard_unavailable",
@@ -235,6 +237,7 @@ impl Default for Metrics {
             "1 when the backend answered its ping at the last scrape, else 0 (store, limits)",
             backend_up.clone(),
         );
+        let audit = crate::spool_watch::AuditGauges::register(&mut r);
         let alert_deliveries = crate::notify::Deliveries::default();
         r.register(
             "alert_deliveries",
@@ -269,6 +272,7 @@ impl Default for Metrics {
             upstream_errors,
             limit_refusals,
             backend_up,
+            audit,
             alert_deliveries,
             notifier: Default::default(),
             models: Default::default(),
@@ -535,8 +539,7 @@ mod tests {
             digest: String::new(),
             seq_id: String::new(),
             usage_estimated: false,
-            replica: String::new(),
-            seq: 0,
+            ..AuditRecord::default()
         }
     }
 

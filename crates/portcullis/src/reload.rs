@@ -95,6 +95,10 @@ pub fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
     if old.alerts.webhook != new.alerts.webhook || old.alerts.cooldown_s != new.alerts.cooldown_s {
         keys.push("alerts.webhook/alerts.cooldown_s");
     }
+    // The audit backlog's watcher runs from start, like the writer it watches.
+    if old.alerts.audit_spool != new.alerts.audit_spool {
+        keys.push("alerts.audit_spool");
+    }
     keys
 }
 
@@ -214,6 +218,11 @@ mod tests {
         new.server.listen = "127.0.0.1:1".into();
         new.store.url = "sqlite://other.db".into();
         assert_eq!(restart_needed(&old, &new), ["server.listen", "[store]"]);
+        new.alerts.audit_spool.window_s = 1;
+        assert_eq!(
+            restart_needed(&old, &new),
+            ["server.listen", "[store]", "alerts.audit_spool"]
+        );
     }
 
     #[test]

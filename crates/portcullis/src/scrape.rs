@@ -81,6 +81,7 @@ pub async fn handler(app: &App, headers: &HeaderMap) -> Response {
     for (backend, ok, _) in app.readiness().await {
         app.metrics.backend(backend, ok);
     }
+    crate::spool_watch::refresh(&app.audit, &app.metrics);
     (
         // prometheus-client writes OpenMetrics text (counter families typed without their
         // `_total`, a closing `# EOF`), so say so: Prometheus then keeps the types and units.

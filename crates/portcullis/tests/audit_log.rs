@@ -7,9 +7,11 @@
 
 mod common;
 
-use common::Gateway;
+use common::{AUDIT_KEY, Gateway};
+use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
+use std::io::Read;
 use std::process::Command;
 
 fn jsonl(text: &str) -> Vec<Value> {
@@ -46,6 +48,156 @@ fn verify(gw: &Gateway, args: &[&str]) -> (bool, String) {
             String::from_utf8_lossy(&out.stderr)
         ),
     )
+}
+
+/// HMAC-SHA256 of `text` under `key`, hex: what a verifier holding the secret computes.
+fn hmac_hex(key: &str, text: &str) -> String {
+    let mut m = Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes()).unwrap();
+    m.update(text.as_bytes());
+    hex::encode(m.finalize().into_bytes())
+}
+
+/// The content a client assembles from a chat stream.
+fn streamed_text(raw: &str) -> String {
+    raw.lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .filter_map(|v| {
+            v["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect()
+}
+
+#[test]
+fn records_name_the_model_served_mac_the_text_and_sum_up_a_stream_per_guard() {
+    let mut gw = Gateway::start(
+        None,
+        Some("[output.links]\nenabled = true\nallow = [\"example.com\"]\naction = \"redact\"\n"),
+    );
+    let prompt = "MOCK_SAY: The answer, with a link to https://example.com/a and no secrets.";
+    let r = gw.post(
+        "/v1/chat/completions",
+        &gw.key,
+        &Gateway::chat_body("gpt-4o-mini", prompt),
+    );
+    assert_eq!(r.status(), 200);
+    let whole_id = request_id(&r);
+    let answer: Value = r.json().unwrap();
+    // Streamed three characters at a time: a long answer in many windows.
+    let long = "Words that go on and on, with https://example.com/b in the middle. ".repeat(12);
+    let body = json!({"model": "gpt-4o-mini-mock-chars-3", "stream": true,
+        "messages": [{"role": "system", "content": "be brief"},
+            {"role": "user", "content": format!("MOCK_SAY: {long}")}]});
+    let mut r = gw.post("/v1/chat/completions", &gw.key, &body);
+    assert_eq!(r.status(), 200);
+    let stream_id = request_id(&r);
+    let mut raw = String::new();
+    r.read_to_string(&mut raw).unwrap();
+    let r = gw.post("/v1/scan", &gw.key, &json!({"text": "scan this"}));
+    assert_eq!(r.status(), 200);
+    let scan_id = request_id(&r);
+    gw.stop();
+    let records = jsonl(&gw.cli(&["audit", "query", "--format", "jsonl"]));
+    let of = |id: &str| {
+        records
+            .iter()
+            .find(|r| r["request_id"] == id)
+            .unwrap()
+            .clone()
+    };
+
+    let whole = of(&whole_id);
+    assert_eq!(whole["model"], "gpt-4o-mini");
+    assert_eq!(whole["model_served"], answer["model"], "{whole}");
+    // A verifier holding the secret recomputes both MACs from the texts.
+    let input = format!("user {}\n{prompt}\n", prompt.len());
+    assert_eq!(whole["input_hmac"], hmac_hex(AUDIT_KEY, &input), "{whole}");
+    let content = answer["choices"][0]["message"]["content"].as_str().unwrap();
+    assert_eq!(
+        whole["output_hmac"],
+        hmac_hex(AUDIT_KEY, content),
+        "{whole}"
+    );
+
+    let streamed = of(&stream_id);
+    assert_eq!(streamed["model_served"], "gpt-4o-mini-mock-chars-3");
+    let said = format!("MOCK_SAY: {long}");
+    let input = format!("system 8\nbe brief\nuser {}\n{said}\n", said.len());
+    assert_eq!(streamed["input_hmac"], hmac_hex(AUDIT_KEY, &input));
+    let delivered = streamed_text(&raw);
+    assert!(delivered.len() > 500, "{delivered}");
+    assert_eq!(
+        streamed["output_hmac"],
+        hmac_hex(AUDIT_KEY, &delivered),
+        "the concatenated deltas the client got"
+    );
+    // One verdict per output guard for the whole stream, however many windows it took.
+    let outputs: Vec<&Value> = streamed["verdicts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| v["direction"] == "output")
+        .collect();
+    let guards: BTreeSet<&str> = outputs
+        .iter()
+        .map(|v| v["guard"].as_str().unwrap())
+        .collect();
+    assert!(guards.contains("links"), "{outputs:?}");
+    assert_eq!(outputs.len(), guards.len(), "one per guard: {outputs:?}");
+    for v in &outputs {
+        assert!(v["windows"].as_u64().unwrap() > 10, "{v}");
+    }
+    let scanned = of(&scan_id);
+    assert_eq!(
+        scanned["input_hmac"],
+        hmac_hex(AUDIT_KEY, "input 9\nscan this\n")
+    );
+    assert!(scanned.get("output_hmac").is_none(), "no answer: {scanned}");
+    assert!(
+        scanned.get("model_served").is_none(),
+        "no upstream: {scanned}"
+    );
+    // Same input, same MAC: the whole request's prompt sent again.
+    let mut again = Gateway::start(None, None);
+    let r = again.post(
+        "/v1/chat/completions",
+        &again.key,
+        &Gateway::chat_body("gpt-4o-mini", prompt),
+    );
+    let again_id = request_id(&r);
+    again.stop();
+    let rec = jsonl(&again.cli(&["audit", "query", "--format", "jsonl"]))
+        .into_iter()
+        .find(|r| r["request_id"] == again_id.as_str())
+        .unwrap();
+    assert_eq!(rec["input_hmac"], whole["input_hmac"]);
+    // Filterable and exported like the model asked for.
+    let served = gw.cli(&[
+        "audit",
+        "query",
+        "--format",
+        "jsonl",
+        "--model-served",
+        "gpt-4o-mini-mock-chars-3",
+    ]);
+    let ids: Vec<Value> = jsonl(&served)
+        .into_iter()
+        .map(|r| r["request_id"].clone())
+        .collect();
+    assert_eq!(ids, [json!(stream_id)]);
+    let csv = gw.cli(&["audit", "export", "--format", "csv"]);
+    assert!(
+        csv.lines()
+            .next()
+            .unwrap()
+            .ends_with("model_served,input_hmac,output_hmac")
+    );
+    assert!(
+        csv.contains(whole["output_hmac"].as_str().unwrap()),
+        "{csv}"
+    );
 }
 
 #[test]
@@ -270,6 +422,14 @@ fn without_a_key_nothing_is_claimed() {
     let records = jsonl(&gw.cli(&["audit", "query", "--format", "jsonl"]));
     assert_eq!(records.len(), 1);
     assert_eq!(records[0]["digest"], "", "no key, no digest");
+    for field in ["input_hmac", "output_hmac"] {
+        assert!(
+            records[0].get(field).is_none(),
+            "no key, no {field}: {}",
+            records[0]
+        );
+    }
+    assert_eq!(records[0]["model_served"], "gpt-4o-mini");
     assert_eq!(records[0]["seq"], 1, "still numbered: gaps stay visible");
     let (ok, out) = verify(&gw, &[]);
     assert!(!ok);

@@ -9,30 +9,19 @@
 //! - PostgreSQL (keys, audit log) cut: requests with a cached key keep being answered, their
 //!   audit records wait in the journal on disk, and once the database is back every request
 //!   sent has exactly one record and `audit verify` proves the chain; the same after a
-//!   `kill -9` of the gateway with records in the journal.
+//!   `kill -9` of the gateway with records in the journal; and while records pile up in the
+//!   journal, the backlog gauges say so and one `audit_spool_growing` alert reaches a webhook.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
+use common::Gateway;
 use common::fault_proxy::FaultProxy;
-use common::{BIN, Gateway, Proc, free_port};
+use common::pg::{PgGateway, audit_counts, chat, create_key, journaled, unique};
+use common::webhook::Receiver;
 use serde_json::Value;
-use std::collections::{BTreeSet, HashMap};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// A name no other test run uses, for a Redis prefix or a PostgreSQL schema.
-fn unique(tag: &str) -> String {
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!(
-        "portcullis_faults_{tag}_{}_{}",
-        std::process::id(),
-        t % 1_000_000_000
-    )
-}
 
 /// Deletes the Redis keys under a prefix when dropped (only those: Redis is shared).
 struct RedisPrefix(String);
@@ -60,19 +49,6 @@ impl Drop for RedisPrefix {
     }
 }
 
-/// Drops a PostgreSQL schema when dropped (only that schema: the database is shared).
-struct PgSchema(String);
-
-impl Drop for PgSchema {
-    fn drop(&mut self) {
-        let _ = Command::new("psql")
-            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-qc"])
-            .arg(format!("DROP SCHEMA IF EXISTS {} CASCADE", self.0))
-            .stdout(Stdio::null())
-            .status();
-    }
-}
-
 /// The value of `portcullis_alerts_total{kind="<kind>"}` in a metrics page (0 when absent).
 fn alerts(metrics: &str, kind: &str) -> u64 {
     let head = format!("portcullis_alerts_total{{kind=\"{kind}\"}} ");
@@ -80,39 +56,6 @@ fn alerts(metrics: &str, kind: &str) -> u64 {
         .lines()
         .find_map(|l| l.strip_prefix(&head))
         .map_or(0, |v| v.trim().parse::<f64>().unwrap() as u64)
-}
-
-/// One answer, as the tests look at it.
-struct Answer {
-    status: u16,
-    /// The request went through a real rate-limit decision (Redis answered): OpenAI's
-    /// `x-ratelimit-*` headers are present. An unchecked (fail-open) admission has none.
-    checked: bool,
-    request_id: String,
-    body: Value,
-}
-
-fn chat(client: &reqwest::blocking::Client, base: &str, key: &str, text: &str) -> Answer {
-    let r = client
-        .post(format!("{base}/v1/chat/completions"))
-        .bearer_auth(key)
-        .json(&Gateway::chat_body("gpt-4o-mini", text))
-        .send()
-        .unwrap();
-    let status = r.status().as_u16();
-    let checked = r.headers().contains_key("x-ratelimit-remaining-requests");
-    let request_id = r
-        .headers()
-        .get("x-request-id")
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default();
-    let body = r.json().unwrap_or(Value::Null);
-    Answer {
-        status,
-        checked,
-        request_id,
-        body,
-    }
 }
 
 /// A gateway whose rate limits live in the shared Redis, through a proxy.
@@ -199,227 +142,6 @@ fn redis_cut_fail_closed_refuses_with_503_and_recovers() {
 
     proxy.restore();
     assert_checked_again(&gw, &client);
-}
-
-/// `portcullis audit query --json` on `store`: how many records each request id has.
-fn audit_counts(store: &str) -> HashMap<String, usize> {
-    let out = Command::new(BIN)
-        .args([
-            "audit", "query", "--json", "--limit", "100000", "--store", store,
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "audit query failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut counts = HashMap::new();
-    for line in String::from_utf8(out.stdout).unwrap().lines() {
-        let r: Value = serde_json::from_str(line).unwrap();
-        *counts
-            .entry(r["request_id"].as_str().unwrap().to_owned())
-            .or_insert(0) += 1;
-    }
-    counts
-}
-
-fn create_key(store: &str, user: &str) -> String {
-    let out = Command::new(BIN)
-        .args(["keys", "create", "--user", user, "--store", store])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .last()
-        .unwrap()
-        .trim()
-        .to_owned()
-}
-
-/// Records waiting in the gateway's audit journals under `spool` (one directory per replica:
-/// lines of every segment).
-fn journaled(spool: &std::path::Path) -> usize {
-    let Ok(dirs) = std::fs::read_dir(spool) else {
-        return 0;
-    };
-    let mut n = 0;
-    for dir in dirs.filter_map(|e| e.ok()).filter(|e| e.path().is_dir()) {
-        for f in std::fs::read_dir(dir.path())
-            .unwrap()
-            .filter_map(|e| e.ok())
-        {
-            if f.file_name()
-                .to_str()
-                .is_some_and(|n| n.starts_with("audit-journal-"))
-            {
-                n += std::fs::read_to_string(f.path())
-                    .unwrap_or_default()
-                    .lines()
-                    .filter(|l| !l.trim().is_empty())
-                    .count();
-            }
-        }
-    }
-    n
-}
-
-/// A gateway on PostgreSQL through `proxy`, its schema, config, spool and HTTP client.
-struct PgGateway {
-    /// Dropped with the gateway: the schema goes away.
-    schema: PgSchema,
-    proxy: FaultProxy,
-    /// The store URL without the proxy, for the CLI.
-    direct: String,
-    dir: tempfile::TempDir,
-    config: std::path::PathBuf,
-    spool: std::path::PathBuf,
-    base: String,
-    client: reqwest::blocking::Client,
-    proc: Option<Proc>,
-}
-
-impl PgGateway {
-    fn new(tag: &str) -> PgGateway {
-        let schema = PgSchema(unique(tag));
-        let proxy = FaultProxy::start(5432);
-        let direct = format!(
-            "postgres://postgres@127.0.0.1:5432/test?schema={}",
-            schema.0
-        );
-        let through = format!(
-            "postgres://postgres@127.0.0.1:{}/test?schema={}",
-            proxy.port, schema.0
-        );
-        let dir = tempfile::tempdir().unwrap();
-        let spool = dir.path().join("spool");
-        let config = dir.path().join("gw.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[store]\nurl = \"{through}\"\nspool_dir = \"{}\"\n[audit]\nreplica_id = \"pg-gw\"\n",
-                spool.display()
-            ),
-        )
-        .unwrap();
-        common::tls();
-        let client = reqwest::blocking::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .unwrap();
-        PgGateway {
-            schema,
-            proxy,
-            direct,
-            dir,
-            config,
-            spool,
-            base: String::new(),
-            client,
-            proc: None,
-        }
-    }
-
-    /// Starts the gateway (the store must be reachable) and waits until it is ready.
-    fn launch(&mut self) {
-        let port = free_port();
-        let mut child = Command::new(BIN)
-            .args([
-                "serve",
-                "--mock-upstream",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--config",
-            ])
-            .arg(&self.config)
-            .current_dir(self.dir.path())
-            .env("PORTCULLIS_LOG", "warn")
-            .env("PORTCULLIS_AUDIT_KEY", common::AUDIT_KEY)
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        self.base = format!("http://127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !self
-            .client
-            .get(format!("{}/readyz", self.base))
-            .send()
-            .is_ok_and(|r| r.status().is_success())
-        {
-            assert!(child.try_wait().unwrap().is_none(), "the gateway exited");
-            assert!(
-                Instant::now() < deadline,
-                "the gateway did not become ready"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        self.proc = Some(Proc(child));
-    }
-
-    fn chat(&self, key: &str, text: &str) -> Answer {
-        chat(&self.client, &self.base, key, text)
-    }
-
-    /// Waits until the journal holds at least `n` records.
-    fn wait_journaled(&self, n: usize) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while journaled(&self.spool) < n {
-            assert!(
-                Instant::now() < deadline,
-                "{} of {n} audit records journaled while the store was cut",
-                journaled(&self.spool)
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// `portcullis audit verify` on the store directly: (success, stdout and stderr).
-    fn verify(&self) -> (bool, String) {
-        let out = Command::new(BIN)
-            .args(["audit", "verify", "--store", &self.direct, "--config"])
-            .arg(&self.config)
-            .env("PORTCULLIS_AUDIT_KEY", common::AUDIT_KEY)
-            .output()
-            .unwrap();
-        (
-            out.status.success(),
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ),
-        )
-    }
-
-    /// Asserts that the store holds exactly one record for each of `sent`, and that the
-    /// chain verifies.
-    fn assert_each_once(&self, sent: &[String]) {
-        let counts = audit_counts(&self.direct);
-        let twice: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
-        assert!(
-            twice.is_empty(),
-            "requests recorded more than once: {twice:?}"
-        );
-        let recorded: BTreeSet<&String> = counts.keys().collect();
-        let expected: BTreeSet<&String> = sent.iter().collect();
-        assert_eq!(expected.len(), sent.len(), "request ids are unique");
-        assert_eq!(
-            recorded, expected,
-            "exactly the requests sent are in the audit log"
-        );
-        let (ok, out) = self.verify();
-        assert!(ok, "audit verify failed: {out}");
-        assert!(
-            out.contains(&format!("replica pg-gw: ok, {} records", sent.len())),
-            "{out}"
-        );
-    }
 }
 
 #[test]
@@ -560,4 +282,100 @@ fn kill_9_with_records_in_the_journal_loses_none_and_doubles_none() {
     }
     assert_eq!(journaled(&gw.spool), 0, "a clean stop leaves no journal");
     gw.assert_each_once(&sent);
+}
+
+/// The value of the gauge `name` in a metrics page.
+fn gauge(metrics: &str, name: &str) -> u64 {
+    let head = format!("{name} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&head))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {metrics}"))
+}
+
+#[test]
+fn a_cut_audit_store_fills_the_backlog_gauges_and_alerts_a_webhook_once() {
+    const VAR: &str = "PORTCULLIS_TEST_SPOOL_WEBHOOK";
+    let hook = Receiver::start(0);
+    let mut gw = PgGateway::with_config(
+        "spool",
+        &format!(
+            "[alerts]\nflagged_per_user = 0\n[alerts.audit_spool]\ncheck_s = 1\nwindow_s = 2\n\
+             min_growth = 3\n[alerts.token_spike]\nenabled = false\n\
+             [alerts.upstream_latency]\nenabled = false\n[alerts.error_rate]\nenabled = false\n\
+             [alerts.webhook]\nurl_env = \"{VAR}\"\nformat = \"json\"\n"
+        ),
+    );
+    gw.env.push((VAR.into(), hook.url.clone()));
+    let key = create_key(&gw.direct, "spool");
+    gw.launch();
+    let metrics = |gw: &PgGateway| {
+        gw.client
+            .get(format!("{}/metrics", gw.base))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap()
+    };
+    // Ordinary traffic (the key is cached by it): the backlog drains, nothing fires.
+    for i in 0..5 {
+        assert_eq!(gw.chat(&key, &format!("before {i}")).status, 200);
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while gauge(&metrics(&gw), "portcullis_audit_pending_records") > 0 {
+        assert!(Instant::now() < deadline, "the backlog never drained");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    gw.proxy.cut();
+    // Requests keep coming while the store is cut, until the alert arrives (bounded). Each
+    // is recorded whatever its answer: once the cached key expires it is a 503 refusal.
+    // (Other alerts may come too: the key store is down as well.)
+    let spool_alerts = || -> Vec<Value> {
+        hook.accepted()
+            .into_iter()
+            .filter(|a| a["kind"] == "audit_spool_growing")
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut during = 0;
+    while spool_alerts().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "no alert after {during} requests with the store cut"
+        );
+        gw.chat(&key, &format!("during {during}"));
+        during += 1;
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    let page = metrics(&gw);
+    assert!(
+        gauge(&page, "portcullis_audit_pending_records") >= 3,
+        "{page}"
+    );
+    assert!(gauge(&page, "portcullis_audit_journal_bytes") > 0, "{page}");
+    // The backlog goes on growing: still one alert.
+    for i in 0..15 {
+        gw.chat(&key, &format!("still cut {i}"));
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    let got = spool_alerts();
+    assert_eq!(got.len(), 1, "exactly one alert: {:?}", hook.accepted());
+    assert_eq!(got[0]["subject"], "pg-gw");
+    assert!(
+        got[0]["details"]["pending"].as_u64().unwrap() >= 3,
+        "{}",
+        got[0]
+    );
+    assert_eq!(alerts(&metrics(&gw), "audit_spool_growing"), 1);
+
+    // Back: the journal is replayed and the gauges fall to zero.
+    gw.proxy.restore();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while gauge(&metrics(&gw), "portcullis_audit_pending_records") > 0 {
+        assert!(Instant::now() < deadline, "the journal was not replayed");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(spool_alerts().len(), 1, "no second alert");
 }

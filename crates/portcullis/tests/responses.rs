@@ -347,6 +347,11 @@ fn records_name_the_route_and_the_books_use_the_responses_usage() {
         &json!({"model": "gpt-4o-mini", "input": "stream me", "stream": true}),
     ));
     let streamed = evs.last().unwrap().1["response"]["usage"].clone();
+    let deltas: String = evs
+        .iter()
+        .filter(|(_, e)| e["type"] == "response.output_text.delta")
+        .map(|(_, e)| e["delta"].as_str().unwrap())
+        .collect();
     gw.stop();
     let records = audit(&gw);
     let created: Vec<&Value> = records
@@ -361,7 +366,21 @@ fn records_name_the_route_and_the_books_use_the_responses_usage() {
         assert_eq!(r["completion_tokens"], u["output_tokens"], "{r}");
         assert!(r["cost_micros"].as_i64().unwrap() > 0, "{r}");
         assert!(r.get("usage_estimated").is_none_or(|e| e == false), "{r}");
+        assert_eq!(r["model_served"], "gpt-4o-mini", "{r}");
     }
+    // The answer text as delivered, whole and streamed, under the audit secret.
+    let mac = |text: &str| {
+        use hmac::Mac;
+        let mut m =
+            hmac::Hmac::<sha2::Sha256>::new_from_slice(common::AUDIT_KEY.as_bytes()).unwrap();
+        m.update(text.as_bytes());
+        hex::encode(m.finalize().into_bytes())
+    };
+    assert_eq!(created[0]["output_hmac"], mac(&answer_text(&v)));
+    assert!(!deltas.is_empty());
+    assert_eq!(created[1]["output_hmac"], mac(&deltas));
+    let input = "system 8\nBe kind.\nuser 8\ncount me\n";
+    assert_eq!(created[0]["input_hmac"], mac(input), "{}", created[0]);
     assert_eq!(created[1]["stream"], true);
     let read: Vec<&Value> = records
         .iter()

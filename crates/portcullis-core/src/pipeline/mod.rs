@@ -163,7 +163,7 @@ impl Pipeline {
                 }
                 other => enforced_block(record.mode, other),
             };
-            conclude(stage, ctx, record, started, refusal)?;
+            conclude_window(stage, ctx, record, started, refusal, window)?;
         }
         Ok(())
     }
@@ -207,11 +207,29 @@ fn conclude(
     started: Instant,
     refusal: Option<ApiError>,
 ) -> Result<(), ApiError> {
-    finish(ctx, record, started);
+    conclude_window(stage, ctx, record, started, refusal, None)
+}
+
+/// [`conclude`] for an output stage, which may have judged one window of a stream: its verdict
+/// is then folded into the stage's one verdict on the whole stream.
+fn conclude_window(
+    stage: &Stage,
+    ctx: &mut Context,
+    mut record: GuardRecord,
+    started: Instant,
+    refusal: Option<ApiError>,
+    window: Option<Window>,
+) -> Result<(), ApiError> {
+    let failed_closed = record.outcome == Outcome::ErrorClosed;
+    record.micros = started.elapsed().as_micros() as u64;
+    match window {
+        Some(w) => ctx.record_window(record, w.lane, w.offset),
+        None => ctx.trace.push(record),
+    }
     if let Some(e) = refusal {
         return Err(e);
     }
-    if let Some(Outcome::ErrorClosed) = ctx.trace.last().map(|r| r.outcome) {
+    if failed_closed {
         return Err(fail_closed_error(stage));
     }
     Ok(())
@@ -241,6 +259,7 @@ fn record(stage: &Stage, direction: Direction, ctx: &Context) -> GuardRecord {
         changes: Vec::new(),
         error: None,
         micros: 0,
+        windows: 0,
     }
 }
 
@@ -275,11 +294,6 @@ fn settle(
             Some(v)
         }
     }
-}
-
-fn finish(ctx: &mut Context, mut record: GuardRecord, started: Instant) {
-    record.micros = started.elapsed().as_micros() as u64;
-    ctx.trace.push(record);
 }
 
 fn fail_closed_error(stage: &Stage) -> ApiError {

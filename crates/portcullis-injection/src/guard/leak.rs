@@ -250,6 +250,7 @@ mod tests {
             editable_from: 60,
             offset: 0,
             last: false,
+            lane: 0,
         };
         assert_eq!(
             judge(LeakAction::Block, text, Some(sent)).await.action,

@@ -61,6 +61,11 @@ impl ChainKey {
         self.0.is_some()
     }
 
+    /// The secret itself, for the other MACs the audit log keys with it.
+    pub(crate) fn secret(&self) -> Option<&[u8]> {
+        self.0.as_deref()
+    }
+
     /// HMAC-SHA256 of `parts` (hex), or empty without a key.
     pub(crate) fn mac(&self, parts: &[&[u8]]) -> String {
         let Some(key) = &self.0 else {

@@ -6,7 +6,7 @@ use super::AuditRecord;
 /// The CSV columns, in order.
 pub const CSV_HEADER: &str = "seq_id,replica,seq,request_id,time_ms,key_id,user,team,model,route,\
 status,outcome,error_code,prompt_tokens,completion_tokens,cached_tokens,cost_micros,\
-usage_estimated,latency_ms,upstream_ms,stream,verdicts,digest";
+usage_estimated,latency_ms,upstream_ms,stream,verdicts,digest,model_served,input_hmac,output_hmac";
 
 /// One record as a CSV row (no newline).
 pub fn csv_row(r: &AuditRecord) -> String {
@@ -35,6 +35,9 @@ pub fn csv_row(r: &AuditRecord) -> String {
         r.stream.to_string(),
         r.verdicts.to_string(),
         r.digest.clone(),
+        opt(&r.model_served),
+        opt(&r.input_hmac),
+        opt(&r.output_hmac),
     ];
     fields
         .iter()

@@ -12,10 +12,12 @@
 pub mod chain;
 pub mod export;
 pub mod journal;
+pub mod text_mac;
 pub mod verify;
 pub mod writer;
 
 pub use chain::{ChainKey, chain_digest, default_replica_id};
+pub use text_mac::TextMac;
 pub use verify::{ChainReport, PruneReport, VerifyError, VerifyReport};
 pub use writer::{AuditWriter, SpoolConfig};
 
@@ -66,6 +68,18 @@ pub struct AuditRecord {
     /// Position in the replica's chain, from 1, without gaps.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub seq: i64,
+    /// The model that answered, as the upstream named it in its answer (or its stream's
+    /// chunks); none when no upstream answered. `model` is the one asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_served: Option<String>,
+    /// HMAC-SHA256 (hex) of the text the client sent, in the canonical form of
+    /// [`crate::audit::text_mac`], under the audit secret; none without a secret or input text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_hmac: Option<String>,
+    /// HMAC-SHA256 (hex) of the answer text as delivered to the client (a stream's delivered
+    /// deltas, concatenated); none without a secret or when no answer was delivered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_hmac: Option<String>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -86,6 +100,8 @@ pub struct AuditFilter {
     pub team: Option<String>,
     pub outcome: Option<String>,
     pub model: Option<String>,
+    /// The model that answered (see [`AuditRecord::model_served`]).
+    pub model_served: Option<String>,
     pub status: Option<i32>,
     pub limit: Option<i64>,
     /// Page forwards: the first `limit` records after this `seq_id`, oldest first (`""` for
@@ -95,18 +111,21 @@ pub struct AuditFilter {
 
 const INSERT_HEAD: &str = "INSERT INTO audit (seq_id, request_id, time_ms, key_id, user_name, team, model, route, \
     status, outcome, error_code, prompt_tokens, completion_tokens, cached_tokens, cost_micros, \
-    latency_ms, upstream_ms, stream, verdicts, digest, usage_estimated, replica, seq) VALUES";
-const COLUMNS: usize = 23;
+    latency_ms, upstream_ms, stream, verdicts, digest, usage_estimated, replica, seq, \
+    model_served, input_hmac, output_hmac) VALUES";
+const COLUMNS: usize = 26;
 
 /// The columns every audit read selects, in [`record_from_row`]'s terms.
 pub(crate) const SELECT_COLUMNS: &str = "seq_id, request_id, time_ms, key_id, user_name, team, model, route, status, outcome, \
     error_code, prompt_tokens, completion_tokens, cached_tokens, cost_micros, latency_ms, \
-    upstream_ms, stream, verdicts, digest, usage_estimated, replica, seq";
+    upstream_ms, stream, verdicts, digest, usage_estimated, replica, seq, model_served, \
+    input_hmac, output_hmac";
 
 impl Store {
     /// Writes records in one transaction, many rows per statement (idempotent by `seq_id`).
     pub async fn audit_insert(&self, records: &[AuditRecord]) -> Result<(), StoreError> {
-        const ROWS: usize = 40; // 40 × 23 parameters stays below both backends' limits (999)
+        // Rows per statement: their parameters stay below both backends' limits (999).
+        const ROWS: usize = 999 / COLUMNS;
         let mut tx = self.pool().begin().await?;
         for chunk in records.chunks(ROWS) {
             let mut sql = String::from(INSERT_HEAD);
@@ -147,7 +166,10 @@ impl Store {
                     .bind(r.digest.clone())
                     .bind(i64::from(r.usage_estimated))
                     .bind((!r.replica.is_empty()).then(|| r.replica.clone()))
-                    .bind((r.seq > 0).then_some(r.seq));
+                    .bind((r.seq > 0).then_some(r.seq))
+                    .bind(r.model_served.clone())
+                    .bind(r.input_hmac.clone())
+                    .bind(r.output_hmac.clone());
             }
             q.execute(&mut *tx).await?;
         }
@@ -224,6 +246,7 @@ impl Store {
             ("team", &f.team),
             ("outcome", &f.outcome),
             ("model", &f.model),
+            ("model_served", &f.model_served),
         ] {
             if let Some(v) = v {
                 sql += &next(col, "=");
@@ -290,6 +313,9 @@ pub(crate) fn record_from_row(row: &sqlx::any::AnyRow) -> Result<AuditRecord, St
             .try_get::<Option<String>, _>("replica")?
             .unwrap_or_default(),
         seq: row.try_get::<Option<i64>, _>("seq")?.unwrap_or(0),
+        model_served: row.try_get("model_served")?,
+        input_hmac: row.try_get("input_hmac")?,
+        output_hmac: row.try_get("output_hmac")?,
     })
 }
 
@@ -323,5 +349,38 @@ mod tests {
                 .contains("\"usage_estimated\":true")
         );
         assert_ne!(chain_digest(&k, "", &est), chain_digest(&k, "", &old));
+    }
+
+    #[test]
+    fn the_served_model_and_text_macs_are_chained_and_absent_from_older_records() {
+        let k = ChainKey::new(b"k");
+        let old = AuditRecord {
+            request_id: "r".into(),
+            model: Some("gpt-4o".into()),
+            ..AuditRecord::default()
+        };
+        let json = serde_json::to_string(&old).unwrap();
+        for field in ["model_served", "input_hmac", "output_hmac"] {
+            assert!(!json.contains(field), "{json}");
+        }
+        let back: AuditRecord = serde_json::from_str(&json).unwrap();
+        assert_eq!(chain_digest(&k, "", &back), chain_digest(&k, "", &old));
+        let base = chain_digest(&k, "", &old);
+        for r in [
+            AuditRecord {
+                model_served: Some("gpt-4o-2024-08-06".into()),
+                ..old.clone()
+            },
+            AuditRecord {
+                input_hmac: Some("ab".into()),
+                ..old.clone()
+            },
+            AuditRecord {
+                output_hmac: Some("cd".into()),
+                ..old.clone()
+            },
+        ] {
+            assert_ne!(chain_digest(&k, "", &r), base, "covered by the digest");
+        }
     }
 }

@@ -60,6 +60,8 @@ pub struct AuditWriter {
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
     counts: Arc<Counts>,
     replica: String,
+    /// The audit secret's MAC, ready to start a request's text MACs from.
+    mac: Option<super::TextMac>,
 }
 
 /// What the writer has done, for `spooled` and tests.
@@ -71,6 +73,8 @@ struct Counts {
     committed: AtomicU64,
     /// Journal lines rejected since start.
     rejected: AtomicU64,
+    /// Bytes of the journal files from before this start still on disk.
+    backlog_bytes: AtomicU64,
 }
 
 impl AuditWriter {
@@ -129,6 +133,8 @@ impl AuditWriter {
         };
         let counts = Arc::new(Counts::default());
         counts.backlog.store(waiting, Ordering::Relaxed);
+        let bytes: u64 = backlog.iter().map(|b| file_len(&b.path)).sum();
+        counts.backlog_bytes.store(bytes, Ordering::Relaxed);
         let wake = Arc::new(Notify::new());
         let (ctl, rx) = mpsc::unbounded_channel();
         let mover = Mover {
@@ -151,7 +157,14 @@ impl AuditWriter {
             task: Mutex::new(Some(task)),
             counts,
             replica,
+            mac: super::TextMac::new(&config.key),
         })
+    }
+
+    /// A fresh HMAC-SHA256 under the audit secret for a request's input or output text; none
+    /// when the log has no secret.
+    pub fn text_mac(&self) -> Option<super::TextMac> {
+        self.mac.clone()
     }
 
     /// Seals the record into the chain and journals it on disk; never waits on the database.
@@ -199,6 +212,13 @@ impl AuditWriter {
         usize::try_from(total.saturating_sub(done)).unwrap_or(usize::MAX)
     }
 
+    /// Bytes of journal on disk: files left from before this start and the segment being
+    /// written (read from counters: cheap enough for every scrape).
+    pub fn journal_bytes(&self) -> u64 {
+        let active = self.journal.active().map_or(0, |(_, _, len)| len);
+        self.counts.backlog_bytes.load(Ordering::Relaxed) + active
+    }
+
     /// Journal lines moved to `audit-spool.rejected` since start.
     pub fn rejected(&self) -> u64 {
         self.counts.rejected.load(Ordering::Relaxed)
@@ -230,6 +250,10 @@ async fn claim(dir: &Path) -> Result<DirLock, StoreError> {
 struct Backlogged {
     path: PathBuf,
     _claim: Option<Arc<DirLock>>,
+}
+
+fn file_len(p: &Path) -> u64 {
+    std::fs::metadata(p).map_or(0, |m| m.len())
 }
 
 fn count_lines(p: &Path) -> u64 {
@@ -497,10 +521,15 @@ impl Mover {
                     return None;
                 }
                 // A backlog file fully moved: only now is it deleted.
+                let len = file_len(&path);
                 if let Err(e) = std::fs::remove_file(&path) {
                     tracing::warn!(error = %e, file = %path.display(), "cannot delete a replayed audit journal file");
                 }
                 self.backlog.pop_front();
+                let c = &self.counts.backlog_bytes;
+                let _ = c.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+                    Some(b.saturating_sub(len))
+                });
                 self.offset = 0;
                 if self.backlog.is_empty() {
                     tracing::info!("audit journal from the previous run replayed");

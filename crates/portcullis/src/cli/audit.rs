@@ -70,8 +70,12 @@ pub struct FilterArgs {
     key: Option<String>,
     #[arg(long)]
     team: Option<String>,
+    /// The model asked for.
     #[arg(long)]
     model: Option<String>,
+    /// The model that answered (as the upstream named it).
+    #[arg(long)]
+    model_served: Option<String>,
     /// `allowed`, `flagged`, `blocked` or `failed`.
     #[arg(long, visible_alias = "verdict")]
     outcome: Option<String>,
@@ -91,6 +95,7 @@ impl FilterArgs {
             user: self.user,
             team: self.team,
             model: self.model,
+            model_served: self.model_served,
             outcome: self.outcome,
             status: self.status,
             ..AuditFilter::default()
@@ -245,7 +250,7 @@ pub async fn run(a: AuditCommand) -> Result<(), BoxError> {
 
 fn table_row(r: &AuditRecord) -> String {
     format!(
-        "{} {} {:<8} {:<4} {:<12} {:<12} {:<16} {} ms",
+        "{} {} {:<8} {:<4} {:<12} {:<12} {:<16} {:<24} {} ms",
         r.time,
         r.request_id,
         r.outcome,
@@ -253,6 +258,7 @@ fn table_row(r: &AuditRecord) -> String {
         r.user.as_deref().unwrap_or("-"),
         r.team.as_deref().unwrap_or("-"),
         r.model.as_deref().unwrap_or("-"),
+        r.model_served.as_deref().unwrap_or("-"),
         r.latency_ms
     )
 }

@@ -32,6 +32,7 @@ pub async fn chat(Extension(slot): Extension<Slot>, headers: HeaderMap, body: Bo
     };
     ex.trail.model = Some(req.model.clone());
     ex.trail.stream = req.is_stream();
+    ex.trail.chat_input(&req);
     let Some(caller) = ex.authenticated().cloned() else {
         return ex.refuse(ApiError::internal("The request lost its caller."));
     };
@@ -184,8 +185,10 @@ async fn answer(
         .run_output(&req, &mut answer, &mut ex.ctx)
         .await
     {
+        ex.trail.served(answer["model"].as_str());
         return deliver(tx, ex.fail(e));
     }
+    ex.trail.chat_answer(&answer);
     let out = serde_json::to_vec(&answer).unwrap_or_default();
     let mut r = Response::new(Body::from(out));
     r.headers_mut().insert(
@@ -224,12 +227,13 @@ pub(crate) fn deliver(tx: oneshot::Sender<Response>, resp: Response) {
 /// (the spend booked all the same) — then sends the response: a client that has its answer
 /// can count on its record being written.
 pub(crate) fn finish_delivery(
-    ex: Exchange,
+    mut ex: Exchange,
     tx: oneshot::Sender<Response>,
     resp: Response,
     status: u16,
 ) {
     if tx.is_closed() {
+        ex.trail.undelivered();
         ex.finish(Ending::ClientClosed);
     } else {
         ex.finish(Ending::Answered(status));

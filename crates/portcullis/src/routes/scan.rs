@@ -32,6 +32,12 @@ pub async fn handler(Extension(slot): Extension<Slot>, body: Body) -> Response {
     let Some(caller) = ex.authenticated().cloned() else {
         return ex.refuse(ApiError::internal("The request lost its caller."));
     };
+    ex.trail.input_text(&match (&scan.messages, &scan.text) {
+        (Some(messages), _) => crate::audit::messages_input(messages, &[]),
+        (None, text) => portcullis_store::audit::text_mac::canonical_input(
+            text.iter().map(|t| ("input", t.as_str())),
+        ),
+    });
     let model = scan.model.clone().unwrap_or_else(|| "gpt-4o-mini".into());
     ex.trail.model = Some(model.clone());
     let enc = tokens::Encoding::for_model(&model);

@@ -50,6 +50,10 @@ struct Relay<'a> {
     /// Some choice said why it finished: the answer is complete even without `[DONE]`.
     finished: bool,
     encoding: tokens::Encoding,
+    /// The model the upstream's chunks named.
+    served: Option<String>,
+    /// Content sent with the event being judged, for the audit record's output MAC.
+    delivered: String,
 }
 
 /// Relays the answer; sends the streaming response through `tx` at once, then runs the
@@ -72,6 +76,8 @@ pub async fn relay(
         received: 0,
         finished: false,
         encoding: tokens::Encoding::for_model(&req.model),
+        served: None,
+        delivered: String::new(),
     };
     run(ex, relay, resp, tx).await;
 }
@@ -95,6 +101,11 @@ pub(crate) trait Judge {
     fn estimate(&self) -> Usage;
     /// The event that ends the stream with `e`, as this API's SDKs raise it.
     fn error_event(&mut self, e: &ApiError) -> Bytes;
+    /// The model the upstream's events named, once one has.
+    fn served_model(&self) -> Option<&str>;
+    /// The answer text the last judged event carries to the client (taken: the next call
+    /// gives the next event's).
+    fn take_delivered(&mut self) -> String;
 }
 
 /// Sends the streaming response through `tx` at once, then relays the upstream's events
@@ -150,11 +161,15 @@ pub(crate) async fn run<J: Judge>(
             Err(e) => break 'read Err(Stop::Failed(malformed(&e.to_string()))),
         };
         for ev in events {
-            match judge.event(&ev, &mut ex.ctx).await {
+            let step = judge.event(&ev, &mut ex.ctx).await;
+            ex.trail.served(judge.served_model());
+            let delivered = judge.take_delivered();
+            match step {
                 Ok(Step::Send(out)) => {
                     if body_tx.send(Ok(out)).await.is_err() {
                         break 'read Err(Stop::ClientGone);
                     }
+                    ex.trail.output_text(&delivered);
                 }
                 Ok(Step::Skip) => {}
                 Ok(Step::Done(out)) => {
@@ -162,6 +177,7 @@ pub(crate) async fn run<J: Judge>(
                     if body_tx.send(Ok(out)).await.is_err() {
                         break 'read Err(Stop::ClientGone);
                     }
+                    ex.trail.output_text(&delivered);
                 }
                 Err(e) => break 'read Err(Stop::Failed(e)),
             }
@@ -174,7 +190,10 @@ pub(crate) async fn run<J: Judge>(
             // A last event without its blank line is judged like any other.
             Some(rest) => match judge.event(&rest, &mut ex.ctx).await {
                 Ok(Step::Send(out) | Step::Done(out)) => {
-                    let _ = body_tx.send(Ok(out)).await;
+                    if body_tx.send(Ok(out)).await.is_ok() {
+                        ex.trail.served(judge.served_model());
+                        ex.trail.output_text(&judge.take_delivered());
+                    }
                     Ok(())
                 }
                 Ok(Step::Skip) => Ok(()),
@@ -256,6 +275,14 @@ impl Judge for Relay<'_> {
     fn error_event(&mut self, e: &ApiError) -> Bytes {
         sse::event(&e.body().to_string())
     }
+
+    fn served_model(&self) -> Option<&str> {
+        self.served.as_deref()
+    }
+
+    fn take_delivered(&mut self) -> String {
+        std::mem::take(&mut self.delivered)
+    }
 }
 
 impl Relay<'_> {
@@ -280,6 +307,9 @@ impl Relay<'_> {
         }
         let mut v: Value = serde_json::from_str(&data)
             .map_err(|_| malformed("an event whose data is not JSON"))?;
+        if self.served.is_none() {
+            self.served = v["model"].as_str().map(str::to_owned);
+        }
         if v.get("error").is_some_and(|e| !e.is_null()) {
             // The provider ended the stream with an error event: pass it on, scrubbed.
             let message = v["error"]["message"].as_str().unwrap_or("stream failed");
@@ -365,6 +395,9 @@ impl Relay<'_> {
                     }
                 }
             }
+            if let Some(sent) = c["delta"]["content"].as_str() {
+                self.delivered.push_str(sent);
+            }
         }
         Ok(Step::Send(sse::event(&v.to_string())))
     }
@@ -391,6 +424,7 @@ impl Relay<'_> {
             }
             let choice = lane / LANES_PER_CHOICE;
             let delta = if lane % LANES_PER_CHOICE == 0 {
+                self.delivered.push_str(&text);
                 json!({"content": text})
             } else {
                 json!({"tool_calls": [{"index": lane % LANES_PER_CHOICE - 1,

@@ -92,6 +92,7 @@ pub async fn complete(
                 return super::chat::deliver(tx, ex.fail(e));
             }
         };
+        ex.trail.served(answer["model"].as_str());
         match Usage::from_json(&answer) {
             Some(u) => tally.add(u, false),
             None => tally.add(super::chat::estimate_answer(&convo, &answer), true),
@@ -164,6 +165,7 @@ pub async fn complete(
     {
         return super::chat::deliver(tx, ex.fail(e));
     }
+    ex.trail.chat_answer(&answer);
     let r = if delivery.stream {
         as_stream(&answer, delivery.usage)
     } else {
@@ -234,6 +236,7 @@ fn record(ex: &mut Exchange, failures: &[Invalid], calls: u32, started: Instant,
         },
         error: None,
         micros: started.elapsed().as_micros() as u64,
+        windows: 0,
     });
 }
 

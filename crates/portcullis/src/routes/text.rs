@@ -151,6 +151,10 @@ async fn serve(slot: Slot, body: Body, endpoint: Endpoint) -> Response {
         Ok(t) => t,
         Err(e) => return ex.refuse(e),
     };
+    ex.trail
+        .input_text(&portcullis_store::audit::text_mac::canonical_input(
+            texts.iter().map(|(_, t)| ("input", t.as_str())),
+        ));
     // The texts go through the guards as user messages of a request for this model.
     let req = ChatRequest {
         model: model.clone(),
@@ -218,9 +222,10 @@ async fn serve(slot: Slot, body: Body, endpoint: Endpoint) -> Response {
             return ex.fail(e);
         }
     };
-    let reported = serde_json::from_slice::<Value>(&answer)
-        .ok()
-        .and_then(|v| Usage::from_json(&v));
+    let parsed = serde_json::from_slice::<Value>(&answer).ok();
+    ex.trail
+        .served(parsed.as_ref().and_then(|v| v["model"].as_str()));
+    let reported = parsed.as_ref().and_then(Usage::from_json);
     ex.spent(match reported {
         Some(u) => Spend::Reported(u),
         None => Spend::Estimated(Usage {

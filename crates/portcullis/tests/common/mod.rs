@@ -5,6 +5,8 @@
 
 pub mod fault_proxy;
 pub mod node;
+pub mod pg;
+pub mod webhook;
 
 use std::io::Write;
 use std::net::TcpListener;

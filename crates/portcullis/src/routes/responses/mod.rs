@@ -123,6 +123,7 @@ pub async fn create(Extension(slot): Extension<Slot>, headers: HeaderMap, body: 
         Ok(m) => m,
         Err(e) => return ex.refuse(e),
     };
+    ex.trail.chat_input(&mapped.req);
     let s = &app.config.server;
     let req = std::mem::take(&mut mapped.req);
     let (req, judged) =
@@ -242,11 +243,28 @@ async fn answer(
     if let (Some(o), Some(id)) = (&owner, answer["id"].as_str()) {
         o.record(id).await;
     }
+    ex.trail.served(answer["model"].as_str());
     if let Err(e) = output::guard(&app.pipeline, &req, &mut answer, &mut ex.ctx).await {
         return deliver(tx, ex.fail(e));
     }
+    delivered_text(&mut ex, &answer);
     let r = json_response(&answer).with_headers(ex.rate_headers());
     finish_delivery(ex, tx, r, 200);
+}
+
+/// Records the answer text a complete response delivers (its messages' `output_text` parts,
+/// in order) for the audit record's output MAC.
+fn delivered_text(ex: &mut Exchange, answer: &Value) {
+    ex.trail.output_text("");
+    for item in answer["output"].as_array().into_iter().flatten() {
+        for part in item["content"].as_array().into_iter().flatten() {
+            if part["type"] == "output_text"
+                && let Some(t) = part["text"].as_str()
+            {
+                ex.trail.output_text(t);
+            }
+        }
+    }
 }
 
 /// Reads a whole JSON answer within the configured size.

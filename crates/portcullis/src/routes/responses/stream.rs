@@ -117,6 +117,10 @@ pub struct Events<'a> {
     prompt: u64,
     finished: bool,
     encoding: tokens::Encoding,
+    /// The model the upstream's response named.
+    served: Option<String>,
+    /// Answer text (`output_text` deltas) sent with the event being judged.
+    delivered: String,
 }
 
 impl<'a> Events<'a> {
@@ -141,17 +145,29 @@ impl<'a> Events<'a> {
             prompt: tokens::count_prompt(req),
             finished: false,
             encoding: tokens::Encoding::for_model(&req.model),
+            served: None,
+            delivered: String::new(),
         }
     }
 
     /// An event out, renumbered, with its `event:` line.
     fn emit(&mut self, mut v: Value) -> Vec<u8> {
+        self.note_delivered(&v);
         if let Some(o) = v.as_object_mut() {
             o.insert("sequence_number".into(), Value::from(self.seq));
         }
         self.seq += 1;
         let kind = v["type"].as_str().unwrap_or("message").to_owned();
         format!("event: {kind}\ndata: {v}\n\n").into_bytes()
+    }
+
+    /// Keeps the answer text an event going to the client carries, for the output MAC.
+    fn note_delivered(&mut self, v: &Value) {
+        if v["type"] == "response.output_text.delta"
+            && let Some(t) = v["delta"].as_str()
+        {
+            self.delivered.push_str(t);
+        }
     }
 
     /// A delta event carrying `text` for `lane`.
@@ -286,6 +302,7 @@ impl<'a> Events<'a> {
         }
         match kind.as_str() {
             "response.created" => {
+                self.served = v["response"]["model"].as_str().map(str::to_owned);
                 if let (Some(o), Some(id)) = (&self.owner, v["response"]["id"].as_str()) {
                     o.record(id).await;
                 }
@@ -308,6 +325,7 @@ impl<'a> Events<'a> {
             };
             self.count(&delta);
             if !self.inspect {
+                self.note_delivered(&v);
                 return Ok(Step::Send(with_blank_line(ev)));
             }
             let item = index(&v, "output_index");
@@ -408,6 +426,7 @@ impl<'a> Events<'a> {
         let out = if self.inspect {
             Bytes::from(self.emit(v))
         } else {
+            self.note_delivered(&v);
             with_blank_line(ev)
         };
         Ok(if done {
@@ -447,6 +466,14 @@ impl Judge for Events<'_> {
         let v = json!({"type": "error", "code": e.code, "message": e.message,
             "param": e.param, "error": e.body()["error"]});
         Bytes::from(self.emit(v))
+    }
+
+    fn served_model(&self) -> Option<&str> {
+        self.served.as_deref()
+    }
+
+    fn take_delivered(&mut self) -> String {
+        std::mem::take(&mut self.delivered)
     }
 }
 
