@@ -76,15 +76,26 @@ const PER_IMAGE: usize = 85;
 /// tool definitions; images at their low-detail floor).
 pub fn count_prompt(req: &ChatRequest) -> u64 {
     let enc = Encoding::for_model(&req.model);
+    prompt_total(req, |t| enc.count(t))
+}
+
+/// A ceiling on [`count_prompt`] without running the tokenizer: a token is at least one byte,
+/// so a limit the bytes cannot reach needs no count (the size guard's common case).
+pub fn prompt_ceiling(req: &ChatRequest) -> u64 {
+    prompt_total(req, str::len)
+}
+
+/// The chat framing plus `count` of every text the prompt carries.
+fn prompt_total(req: &ChatRequest, count: impl Fn(&str) -> usize) -> u64 {
     let mut n = REPLY_PRIMING;
     for m in &req.messages {
-        n += PER_MESSAGE + enc.count(m.role.as_str());
+        n += PER_MESSAGE + count(m.role.as_str());
         match &m.content {
-            Some(Content::Text(t)) => n += enc.count(t),
+            Some(Content::Text(t)) => n += count(t),
             Some(Content::Parts(parts)) => {
                 for p in parts {
                     match &p.text {
-                        Some(t) => n += enc.count(t),
+                        Some(t) => n += count(t),
                         None if p.kind.starts_with("image") => n += PER_IMAGE,
                         None => {}
                     }
@@ -93,17 +104,17 @@ pub fn count_prompt(req: &ChatRequest) -> u64 {
             None => {}
         }
         if let Some(name) = &m.name {
-            n += PER_NAME + enc.count(name);
+            n += PER_NAME + count(name);
         }
         for call in m.tool_calls.iter().flatten() {
             if let Some(f) = &call.function {
-                n += enc.count(&f.name) + enc.count(&f.arguments) + PER_MESSAGE;
+                n += count(&f.name) + count(&f.arguments) + PER_MESSAGE;
             }
         }
     }
     if let Some(tools) = &req.tools {
         for t in tools {
-            n += enc.count(&t.to_string());
+            n += count(&t.to_string());
         }
     }
     n as u64
@@ -122,6 +133,32 @@ mod tests {
         assert_eq!(Encoding::for_model("gpt-4-turbo"), Encoding::Cl100k);
         assert_eq!(Encoding::for_model("gpt-3.5-turbo"), Encoding::Cl100k);
         assert_eq!(Encoding::for_model("openai/gpt-4o"), Encoding::O200k);
+    }
+
+    #[test]
+    fn the_byte_ceiling_is_never_below_the_count() {
+        for text in [
+            "hello world",
+            "Ünïcödé — ✓ 日本語のテキスト 🙂🙂",
+            "a\n\n\t  b",
+            "",
+            "1234567890 ~!@#$%^&*()",
+        ] {
+            for model in ["gpt-4o", "gpt-4"] {
+                let req: ChatRequest = serde_json::from_value(serde_json::json!({
+                    "model": model,
+                    "messages": [{"role": "user", "content": text, "name": "ann"},
+                        {"role": "assistant", "content": null, "tool_calls": [{"id": "c", "type": "function",
+                            "function": {"name": "f", "arguments": "{\"x\": 1}"}}]}],
+                    "tools": [{"type": "function", "function": {"name": "f"}}]
+                }))
+                .unwrap();
+                assert!(
+                    prompt_ceiling(&req) >= count_prompt(&req),
+                    "{model}: {text:?}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -83,7 +83,8 @@ impl Guard for SizeGuard {
                 format!("{param} is {n}; the limit is {}.", c.max_output_tokens),
             ));
         }
-        if c.max_prompt_tokens > 0 {
+        // The tokenizer runs only when the bytes could reach the limit.
+        if c.max_prompt_tokens > 0 && tokens::prompt_ceiling(req) > c.max_prompt_tokens {
             let n = tokens::count_prompt(req);
             if n > c.max_prompt_tokens {
                 return Ok(refuse(

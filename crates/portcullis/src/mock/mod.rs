@@ -64,6 +64,12 @@ pub fn router() -> Router {
 
 /// Serves the mock on `listener` until the process ends.
 pub async fn serve(listener: tokio::net::TcpListener) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
+    // As a provider's edge does: without it, Nagle holds each small SSE event back until the
+    // client's delayed ACK (40 ms), and every stream measured through the mock starts late.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, router()).await
 }
 
