@@ -3,31 +3,14 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import net from 'node:net';
 import OpenAI from 'openai';
+import { BIN, freePort, waitReady, stopAll } from './harness.mjs';
 
-const BIN = process.env.PORTCULLIS_BIN ?? 'target/release/portcullis';
 const EMAIL = 'jane.roe@example.org';
 const MESSAGE = `Please write to ${EMAIL} about the refund`;
-
-function freePort() {
-  return new Promise((resolve) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)); });
-  });
-}
-
-async function waitReady(url, proc) {
-  for (let i = 0; i < 300; i++) {
-    if (proc.exitCode !== null) throw new Error(`process exited with ${proc.exitCode}`);
-    try { const r = await fetch(url); if (r.ok) return; } catch { /* not yet */ }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`${url} not ready`);
-}
 
 const procs = [];
 const dirs = [];
@@ -57,10 +40,7 @@ before(async () => {
   gw = { url: `http://127.0.0.1:${port}/v1`, key, store };
 });
 
-after(() => {
-  for (const p of procs) p.kill('SIGTERM');
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
+after(() => stopAll(procs, dirs));
 
 const client = (key = gw.key) => new OpenAI({ baseURL: gw.url, apiKey: key, maxRetries: 0 });
 

@@ -2,29 +2,11 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import net from 'node:net';
 import OpenAI from 'openai';
-
-const BIN = process.env.PORTCULLIS_BIN ?? 'target/release/portcullis';
-
-function freePort() {
-  return new Promise((resolve) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)); });
-  });
-}
-
-async function waitReady(url, proc) {
-  for (let i = 0; i < 300; i++) {
-    if (proc.exitCode !== null) throw new Error(`process exited with ${proc.exitCode}`);
-    try { const r = await fetch(url); if (r.ok) return; } catch { /* not yet */ }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`${url} not ready`);
-}
+import { BIN, freePort, waitReady, stopAll } from './harness.mjs';
 
 const procs = [];
 const dirs = [];
@@ -53,10 +35,7 @@ before(async () => {
   gw = await startGateway(upstreamUrl);
 });
 
-after(() => {
-  for (const p of procs) p.kill('SIGTERM');
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
+after(() => stopAll(procs, dirs));
 
 const client = (key = gw.key, url = gw.url) => new OpenAI({ baseURL: url, apiKey: key, maxRetries: 0 });
 
