@@ -316,7 +316,10 @@ mod tests {
             "choices": [{"message": {"content": "card 4111 1111 1111 1111 noted"}}]});
         let ctx = Context::new("r", Principal::default());
         // Policy "none" (no copy): no text, with or without a key.
-        for key in [ChainKey::none(), ChainKey::new(b"0123456789abcdef0123456789abcdef")] {
+        for key in [
+            ChainKey::none(),
+            ChainKey::new(b"0123456789abcdef0123456789abcdef"),
+        ] {
             let mut t = trail(&key);
             t.chat_input(&req);
             t.chat_answer(&answer);

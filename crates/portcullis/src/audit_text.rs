@@ -158,7 +158,10 @@ mod tests {
         assert_eq!(t.text, TextPolicy::None);
         let t: T = toml::from_str("text = \"redacted\"").unwrap();
         assert_eq!(t.text, TextPolicy::Redacted);
-        let e = toml::from_str::<T>("text = \"raw\"").err().unwrap().to_string();
+        let e = toml::from_str::<T>("text = \"raw\"")
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.contains("redacted"), "{e}");
     }
 }

@@ -497,7 +497,10 @@ fn text_is_kept_only_when_policy_says_so_and_then_redacted() {
     assert!(input.contains("[CREDIT_CARD]"), "{input}");
     for raw in [address, "4111"] {
         assert!(!input.contains(raw), "{input}");
-        assert!(!rec.to_string().contains(raw), "nowhere in the record: {rec}");
+        assert!(
+            !rec.to_string().contains(raw),
+            "nowhere in the record: {rec}"
+        );
     }
     // The answer (the mock says the prompt back) is kept as delivered, redacted the same way.
     let output = rec["output_text"].as_str().expect("output_text kept");
