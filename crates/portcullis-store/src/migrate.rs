@@ -135,6 +135,8 @@ const ADDED: &[(&str, &str, &str)] = &[
     ("audit", "model_served", "TEXT"),
     ("audit", "input_hmac", "TEXT"),
     ("audit", "output_hmac", "TEXT"),
+    ("audit", "input_text", "TEXT"),
+    ("audit", "output_text", "TEXT"),
 ];
 
 /// Statements that need the added columns (run after them). Append only.

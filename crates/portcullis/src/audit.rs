@@ -1,6 +1,7 @@
 //! The audit trail of one request: what is known about it, filled in along the path, and the
 //! record it becomes when the request ends (see [`crate::lifecycle`]).
 
+use crate::audit_text::TextCopy;
 use crate::auth::Caller;
 use portcullis_core::{ChatRequest, Context, Message, Outcome, Principal, Usage};
 use portcullis_store::audit::text_mac::canonical_input;
@@ -34,6 +35,11 @@ pub struct Trail {
     input_hmac: Option<String>,
     /// The MAC of the answer text delivered so far (none until some answer was delivered).
     output: Option<TextMac>,
+    /// A fresh copy to start the input's and the output's text from, when records keep text
+    /// (`[audit] text = "redacted"`); redacted only when the record is built.
+    copy: Option<TextCopy>,
+    input_copy: Option<TextCopy>,
+    output_copy: Option<TextCopy>,
 }
 
 /// How a request ended, as the audit record says it.
@@ -68,7 +74,16 @@ impl Trail {
             mac: None,
             input_hmac: None,
             output: None,
+            copy: None,
+            input_copy: None,
+            output_copy: None,
         }
+    }
+
+    /// Keeps a copy of the trail's texts for the record (`[audit] text`), or none.
+    pub fn copied(mut self, copy: Option<TextCopy>) -> Self {
+        self.copy = copy;
+        self
     }
 
     /// Keys the trail's text MACs (the audit secret's, or none).
@@ -83,11 +98,15 @@ impl Trail {
             m.update(canonical);
             m.hex()
         });
+        self.input_copy = self.copy.clone().map(|mut c| {
+            c.push(canonical);
+            c
+        });
     }
 
     /// Records a chat request's messages as the client sent them (see [`chat_input`]).
     pub fn chat_input(&mut self, req: &ChatRequest) {
-        if self.mac.is_some() {
+        if self.mac.is_some() || self.copy.is_some() {
             self.input_text(&chat_input(req));
         }
     }
@@ -100,11 +119,18 @@ impl Trail {
         if let Some(m) = &mut self.output {
             m.update(text);
         }
+        if self.output_copy.is_none() {
+            self.output_copy = self.copy.clone();
+        }
+        if let Some(c) = &mut self.output_copy {
+            c.push(text);
+        }
     }
 
     /// Forgets the answer text: the client was gone before it could be delivered.
     pub fn undelivered(&mut self) {
         self.output = None;
+        self.output_copy = None;
     }
 
     /// Records the model the upstream named (the first name it gave wins).
@@ -159,7 +185,8 @@ impl Trail {
         })
     }
 
-    /// The record to store.
+    /// The record to store (with `[audit] text = "redacted"`, the texts are scanned and
+    /// redacted here, once, as the request ends).
     pub fn into_record(self, ctx: &Context, verdict: Verdict) -> AuditRecord {
         AuditRecord {
             request_id: self.request_id,
@@ -184,6 +211,8 @@ impl Trail {
             model_served: self.model_served,
             input_hmac: self.input_hmac,
             output_hmac: self.output.map(|m| m.hex()),
+            input_text: self.input_copy.map(|c| c.redacted()),
+            output_text: self.output_copy.map(|c| c.redacted()),
             ..AuditRecord::default()
         }
     }
@@ -276,6 +305,39 @@ mod tests {
         // Nothing delivered: no output MAC.
         let r = trail(&key).into_record(&ctx, verdict());
         assert_eq!(r.output_hmac, None);
+    }
+
+    #[test]
+    fn texts_are_kept_redacted_only_when_policy_says_so() {
+        let req: ChatRequest = serde_json::from_value(serde_json::json!({"model": "m",
+            "messages": [{"role": "user", "content": "mail jane.doe@example.com"}]}))
+        .unwrap();
+        let answer = serde_json::json!({"model": "m",
+            "choices": [{"message": {"content": "card 4111 1111 1111 1111 noted"}}]});
+        let ctx = Context::new("r", Principal::default());
+        // Policy "none" (no copy): no text, with or without a key.
+        for key in [
+            ChainKey::none(),
+            ChainKey::new(b"0123456789abcdef0123456789abcdef"),
+        ] {
+            let mut t = trail(&key);
+            t.chat_input(&req);
+            t.chat_answer(&answer);
+            let r = t.into_record(&ctx, verdict());
+            assert_eq!((r.input_text, r.output_text), (None, None));
+        }
+        // Policy "redacted", even without a key: the canonical texts, findings replaced.
+        let mut t = trail(&ChainKey::none()).copied(Some(TextCopy::new(1024)));
+        t.chat_input(&req);
+        t.chat_answer(&answer);
+        let r = t.into_record(&ctx, verdict());
+        assert_eq!(r.input_text.as_deref(), Some("user 25\nmail [EMAIL]\n"));
+        assert_eq!(r.output_text.as_deref(), Some("card [CREDIT_CARD] noted"));
+        // An answer the client never got is not kept.
+        let mut t = trail(&ChainKey::none()).copied(Some(TextCopy::new(1024)));
+        t.output_text("partial");
+        t.undelivered();
+        assert_eq!(t.into_record(&ctx, verdict()).output_text, None);
     }
 
     fn verdict() -> Verdict {

@@ -2,6 +2,7 @@
 //! id, a JSON-lines sink, retention), the writer built from it, and retention run in the
 //! background. The records themselves are [`crate::audit`]'s; the log is the store crate's.
 
+use crate::audit_text::{TextCopy, TextPolicy};
 use crate::config::{Config, ConfigError};
 use portcullis_store::{AuditWriter, ChainKey, SpoolConfig, Store};
 use serde::Deserialize;
@@ -23,6 +24,11 @@ pub struct AuditConfig {
     pub retention_days: u32,
     /// Records per database transaction.
     pub batch: usize,
+    /// What each record keeps of the request's text: `none` (only its HMACs) or `redacted`
+    /// (every PII and secret finding replaced by `[TYPE]`; see [`crate::audit_text`]).
+    pub text: TextPolicy,
+    /// The most bytes of each redacted text a record keeps (cut on a char boundary, marked).
+    pub text_max_bytes: usize,
 }
 
 impl Default for AuditConfig {
@@ -33,6 +39,8 @@ impl Default for AuditConfig {
             jsonl: None,
             retention_days: 0,
             batch: 256,
+            text: TextPolicy::None,
+            text_max_bytes: 16 * 1024,
         }
     }
 }
@@ -60,7 +68,19 @@ impl AuditConfig {
                 "must be at least 1",
             ));
         }
+        if self.text_max_bytes == 0 {
+            return Err(ConfigError::invalid(
+                src,
+                "audit.text_max_bytes",
+                "must be at least 1 (set text = \"none\" to keep no text)",
+            ));
+        }
         Ok(())
+    }
+
+    /// A fresh copy for one request's text when records keep it, none otherwise.
+    pub fn text_copy(&self) -> Option<TextCopy> {
+        (self.text == TextPolicy::Redacted).then(|| TextCopy::new(self.text_max_bytes))
     }
 
     /// The chain's secret from `hmac_key_env`, none when unset; an error when too short.
@@ -145,6 +165,16 @@ mod tests {
         assert!(e.to_string().contains("audit.replica_id"), "{e}");
         let e = Config::parse("[audit]\nkey = \"x\"\n", "t.toml").unwrap_err();
         assert!(e.to_string().contains("audit"), "{e}");
+        assert_eq!(c.audit.text, TextPolicy::None, "no text by default");
+        assert!(c.audit.text_copy().is_none());
+        let c = Config::parse("[audit]\ntext = \"redacted\"\n", "t.toml").unwrap();
+        assert!(c.audit.text_copy().is_some());
+        let e = Config::parse("[audit]\ntext = \"raw\"\n", "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("audit.text") && e.contains("`redacted`"), "{e}");
+        let e = Config::parse("[audit]\ntext_max_bytes = 0\n", "t.toml").unwrap_err();
+        assert!(e.to_string().contains("audit.text_max_bytes"), "{e}");
     }
 
     #[test]

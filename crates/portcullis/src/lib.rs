@@ -11,7 +11,8 @@
 //! - The rooms a request passes through: [`auth`] (who is calling), [`guards`] (the pipeline
 //!   built from config), [`books`] (admission, budgets, cost), [`upstream`] (the provider
 //!   client, its SSE framing, its moderation endpoint), [`audit`] (the record of a request),
-//!   [`audit_log`] (the `[audit]` section: chain key, replica, sinks, retention).
+//!   [`audit_log`] (the `[audit]` section: chain key, replica, sinks, retention),
+//!   [`audit_text`] (the redacted text a record keeps when policy says so).
 //! - Below them all: [`config`] (the TOML file), [`http`] (shared HTTP shapes), [`metrics`]
 //!   and [`anomaly`] (what operators watch), [`scrape`] (who may read `/metrics`),
 //!   [`detect`] (token spikes, upstream latency, error rate), [`spool_watch`] (the audit
@@ -33,6 +34,7 @@ pub mod anomaly;
 pub mod app;
 pub mod audit;
 pub mod audit_log;
+pub mod audit_text;
 pub mod auth;
 pub mod books;
 pub mod cli;

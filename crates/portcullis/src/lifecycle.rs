@@ -48,7 +48,9 @@ impl Exchange {
     /// Opens the exchange of a request that just arrived on `route`.
     pub fn new(app: Arc<App>, request_id: String, route: &'static str) -> Exchange {
         let ctx = Context::new(request_id.clone(), Principal::default());
-        let trail = Trail::new(request_id, route).keyed(app.audit.text_mac());
+        let trail = Trail::new(request_id, route)
+            .keyed(app.audit.text_mac())
+            .copied(app.config.audit.text_copy());
         Exchange {
             app,
             trail,

@@ -476,3 +476,53 @@ fn a_secret_too_short_to_be_one_stops_the_gateway_naming_the_variable() {
         "the secret is never printed: {err}"
     );
 }
+
+#[test]
+fn text_is_kept_only_when_policy_says_so_and_then_redacted() {
+    let address = "jane.doe@example.com";
+    let prompt = format!("MOCK_SAY: write to {address} about card 4111 1111 1111 1111");
+    let mut gw = Gateway::start(None, Some("[audit]\ntext = \"redacted\"\n"));
+    let r = gw.post(
+        "/v1/chat/completions",
+        &gw.key,
+        &Gateway::chat_body("gpt-4o-mini", &prompt),
+    );
+    let id = request_id(&r);
+    gw.stop();
+    let exported = jsonl(&gw.cli(&["audit", "export", "--format", "jsonl"]));
+    let rec = exported.iter().find(|r| r["request_id"] == id).unwrap();
+    let input = rec["input_text"].as_str().expect("input_text kept");
+    assert!(input.starts_with("user "), "canonical form: {input}");
+    assert!(input.contains("[EMAIL]"), "{input}");
+    assert!(input.contains("[CREDIT_CARD]"), "{input}");
+    for raw in [address, "4111"] {
+        assert!(!input.contains(raw), "{input}");
+        assert!(
+            !rec.to_string().contains(raw),
+            "nowhere in the record: {rec}"
+        );
+    }
+    // The answer (the mock says the prompt back) is kept as delivered, redacted the same way.
+    let output = rec["output_text"].as_str().expect("output_text kept");
+    assert!(output.contains("write to"), "{output}");
+    let (ok, out) = verify(&gw, &[]);
+    assert!(ok, "{out}");
+
+    // The default keeps no text at all.
+    let mut plain = Gateway::start(None, None);
+    let r = plain.post(
+        "/v1/chat/completions",
+        &plain.key,
+        &Gateway::chat_body("gpt-4o-mini", &prompt),
+    );
+    let id = request_id(&r);
+    plain.stop();
+    let rec = jsonl(&plain.cli(&["audit", "export", "--format", "jsonl"]))
+        .into_iter()
+        .find(|r| r["request_id"] == id.as_str())
+        .unwrap();
+    assert!(rec["input_hmac"].is_string(), "{rec}");
+    for field in ["input_text", "output_text"] {
+        assert!(rec.get(field).is_none(), "{rec}");
+    }
+}

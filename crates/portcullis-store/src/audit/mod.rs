@@ -80,6 +80,14 @@ pub struct AuditRecord {
     /// deltas, concatenated); none without a secret or when no answer was delivered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output_hmac: Option<String>,
+    /// The canonical input text (the one `input_hmac` covers) with every personal-data and
+    /// secret finding replaced by `[TYPE]`, capped; only when `[audit] text = "redacted"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_text: Option<String>,
+    /// The delivered answer text (the one `output_hmac` covers), redacted and capped like
+    /// `input_text`; only when `[audit] text = "redacted"` and an answer was delivered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_text: Option<String>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -112,14 +120,14 @@ pub struct AuditFilter {
 const INSERT_HEAD: &str = "INSERT INTO audit (seq_id, request_id, time_ms, key_id, user_name, team, model, route, \
     status, outcome, error_code, prompt_tokens, completion_tokens, cached_tokens, cost_micros, \
     latency_ms, upstream_ms, stream, verdicts, digest, usage_estimated, replica, seq, \
-    model_served, input_hmac, output_hmac) VALUES";
-const COLUMNS: usize = 26;
+    model_served, input_hmac, output_hmac, input_text, output_text) VALUES";
+const COLUMNS: usize = 28;
 
 /// The columns every audit read selects, in [`record_from_row`]'s terms.
 pub(crate) const SELECT_COLUMNS: &str = "seq_id, request_id, time_ms, key_id, user_name, team, model, route, status, outcome, \
     error_code, prompt_tokens, completion_tokens, cached_tokens, cost_micros, latency_ms, \
     upstream_ms, stream, verdicts, digest, usage_estimated, replica, seq, model_served, \
-    input_hmac, output_hmac";
+    input_hmac, output_hmac, input_text, output_text";
 
 impl Store {
     /// Writes records in one transaction, many rows per statement (idempotent by `seq_id`).
@@ -169,7 +177,9 @@ impl Store {
                     .bind((r.seq > 0).then_some(r.seq))
                     .bind(r.model_served.clone())
                     .bind(r.input_hmac.clone())
-                    .bind(r.output_hmac.clone());
+                    .bind(r.output_hmac.clone())
+                    .bind(r.input_text.clone())
+                    .bind(r.output_text.clone());
             }
             q.execute(&mut *tx).await?;
         }
@@ -316,6 +326,8 @@ pub(crate) fn record_from_row(row: &sqlx::any::AnyRow) -> Result<AuditRecord, St
         model_served: row.try_get("model_served")?,
         input_hmac: row.try_get("input_hmac")?,
         output_hmac: row.try_get("output_hmac")?,
+        input_text: row.try_get("input_text")?,
+        output_text: row.try_get("output_text")?,
     })
 }
 
@@ -360,7 +372,13 @@ mod tests {
             ..AuditRecord::default()
         };
         let json = serde_json::to_string(&old).unwrap();
-        for field in ["model_served", "input_hmac", "output_hmac"] {
+        for field in [
+            "model_served",
+            "input_hmac",
+            "output_hmac",
+            "input_text",
+            "output_text",
+        ] {
             assert!(!json.contains(field), "{json}");
         }
         let back: AuditRecord = serde_json::from_str(&json).unwrap();
@@ -377,6 +395,14 @@ mod tests {
             },
             AuditRecord {
                 output_hmac: Some("cd".into()),
+                ..old.clone()
+            },
+            AuditRecord {
+                input_text: Some("user 7\n[EMAIL]\n".into()),
+                ..old.clone()
+            },
+            AuditRecord {
+                output_text: Some("[CREDIT_CARD]".into()),
                 ..old.clone()
             },
         ] {

@@ -34,6 +34,8 @@ pub async fn audit_suite(store: &Store, spool: &std::path::Path, raw: &Raw) {
     for i in 0..10 {
         w.submit(AuditRecord {
             usage_estimated: i == 5,
+            input_text: (i == 6).then(|| "user 7\n[EMAIL]\n".to_owned()),
+            output_text: (i == 6).then(|| "é [CREDIT_CARD]".to_owned()),
             ..record(
                 &format!("req_{i}"),
                 if i % 2 == 0 { "bob" } else { "eve" },
@@ -52,6 +54,10 @@ pub async fn audit_suite(store: &Store, spool: &std::path::Path, raw: &Raw) {
     let estimated: Vec<_> = all.iter().map(|r| r.usage_estimated).collect();
     assert_eq!(estimated.iter().filter(|e| **e).count(), 1);
     assert!(all[5].usage_estimated);
+    // Redacted texts come back as written (and are chained below); absent stays absent.
+    assert_eq!(all[6].input_text.as_deref(), Some("user 7\n[EMAIL]\n"));
+    assert_eq!(all[6].output_text.as_deref(), Some("é [CREDIT_CARD]"));
+    assert_eq!((&all[5].input_text, &all[5].output_text), (&None, &None));
     // The chain links every record to the previous one, numbered from 1 for this replica.
     let key = ChainKey::new(KEY);
     assert_eq!(all[0].replica, "rep-a");
